@@ -1,0 +1,73 @@
+# Tipwise: `make up` serves the app, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APP_STAMP := $(VENV)/.app-installed
+DEV_STAMP := $(VENV)/.dev-installed
+export TIPWISE_HOST ?= 127.0.0.1
+export TIPWISE_PORT ?= 8000
+# Debian's chromium drives the browser tests; Playwright never downloads its own.
+export TIPWISE_CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: help up serve migrate test lint typecheck imports pytest openapi lock system-deps clean
+
+help:
+	@echo "make up       set up and serve Tipwise on http://$(TIPWISE_HOST):$(TIPWISE_PORT)"
+	@echo "make test     set up and run every check (ruff, mypy, import-linter, pytest incl. OpenAPI drift)"
+	@echo "make openapi  regenerate openapi.json after changing the HTTP API"
+	@echo "make lock     re-resolve the pinned dependency locks"
+
+$(VENV)/bin/python:
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tipwise needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(APP_STAMP): $(VENV)/bin/python requirements/app.lock pyproject.toml
+	$(BIN)/pip install --quiet --require-hashes -r requirements/app.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+$(DEV_STAMP): $(APP_STAMP) requirements/dev.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	@touch $@
+
+up: $(APP_STAMP)
+	$(BIN)/tipwise up
+
+serve: $(APP_STAMP)
+	$(BIN)/tipwise serve
+
+migrate: $(APP_STAMP)
+	$(BIN)/tipwise migrate
+
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+imports: $(DEV_STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(DEV_STAMP) system-deps
+	$(BIN)/pytest
+
+test: lint typecheck imports pytest
+
+openapi: $(APP_STAMP)
+	$(BIN)/tipwise openapi --output openapi.json
+
+lock: $(VENV)/bin/python
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/app.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

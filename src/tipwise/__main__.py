@@ -1,0 +1,3 @@
+from tipwise.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""The FastAPI application: lifespan, middleware, and each module's router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+
+from tipwise import __version__, auth, gateway, profile, recommender
+from tipwise.bootstrap import Container
+from tipwise.kernel.http import RequestContextMiddleware, install_error_handlers
+from tipwise.kernel.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def create_app(container: Container) -> FastAPI:
+    """Build the app around a wired container; the embedded worker runs for the app's lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if container.settings.embedded_worker:
+            container.worker.start()
+        log.info("started", database=container.db.read_engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            container.worker.stop()
+
+    app = FastAPI(
+        title="Tipwise",
+        version=__version__,
+        summary="A self-hosted personal tips engine that learns from how people react.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=container.metrics)
+
+    principal = auth.principal_dependency(container.auth)
+    app.include_router(auth.build_router(container.auth))
+    app.include_router(recommender.build_router(container.recommender, principal))
+    app.include_router(profile.build_router(container.profile, principal))
+    _add_operations_routes(app, container)
+    gateway.mount(
+        app,
+        auth=container.auth,
+        profile=container.profile,
+        recommender=container.recommender,
+        secret_key=container.secret_key,
+    )
+    return app
+
+
+def _add_operations_routes(app: FastAPI, container: Container) -> None:
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "The database is unreachable."}})
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers."""
+        try:
+            container.db.ping()
+        except Exception as exc:
+            log.warning("not_ready", error=type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(container.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,135 @@
+"""Composition root: settings -> adapters -> module facades -> subscriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+
+from tipwise import migrations
+from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
+from tipwise.auth import AuthFacade, AuthSettings
+from tipwise.auth.service import AccountService, TokenService
+from tipwise.events import EmbeddedBus, Worker
+from tipwise.kernel.clock import Clock, SystemClock
+from tipwise.kernel.db import Database
+from tipwise.kernel.errors import ConfigurationError
+from tipwise.kernel.metrics import Metrics
+from tipwise.ml.pipelines import Learner, LearnerSettings
+from tipwise.ml.serving import PolicyRegistry, PolicySettings
+from tipwise.profile import ProfileFacade
+from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderSettings
+from tipwise.recommender.facade import random_seed
+from tipwise.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class Container:
+    """Everything the app, the CLI and the tests wire together."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    metrics: Metrics
+    bus: EmbeddedBus
+    worker: Worker
+    advice: AdviceFacade
+    auth: AuthFacade
+    profile: ProfileFacade
+    registry: PolicyRegistry
+    learner: Learner
+    recommender: RecommenderFacade
+    secret_key: str
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.db.dispose()
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    seeds: Callable[[], int] = random_seed,
+    auth_settings: AuthSettings | None = None,
+    policy_settings: PolicySettings | None = None,
+    recommender_settings: RecommenderSettings | None = None,
+    learner_settings: LearnerSettings | None = None,
+) -> Container:
+    """Wire the embedded default; refuses to start on a database schema that is behind."""
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    auth_settings = auth_settings or AuthSettings()
+    policy_settings = policy_settings or PolicySettings()
+
+    db = Database.connect(settings.sqlalchemy_url)
+    current, heads = migrations.pending(db)
+    if current != heads:
+        db.dispose()
+        raise ConfigurationError(
+            f"the database schema is behind (at {sorted(current) or 'nothing'}, code expects {sorted(heads)}); "
+            "run `tipwise migrate` first"
+        )
+    metrics = Metrics()
+    advice = AdviceFacade.seed_and_load(db=db, library=load_library(DEFAULT_LIBRARY), clock=clock)
+    secret_key = settings.resolved_secret_key()
+    hasher = PasswordHasher(time_cost=auth_settings.argon2_time_cost, memory_cost=auth_settings.argon2_memory_cost_kib)
+    auth = AuthFacade(
+        db=db,
+        accounts=AccountService(hasher=hasher),
+        tokens=TokenService(secret=secret_key, ttl=timedelta(seconds=auth_settings.token_ttl_seconds), clock=clock),
+        clock=clock,
+    )
+    profile = ProfileFacade(db=db, clock=clock)
+    try:
+        registry = PolicyRegistry(specs=policy_settings.specs(), live=policy_settings.live, features=FEATURE_SPEC)
+    except ValueError as exc:
+        raise ConfigurationError(f"TIPWISE_POLICY_LIVE: {exc}") from exc
+
+    bus = EmbeddedBus(db=db, clock=clock)
+    worker = Worker(bus=bus)
+    learner = Learner(
+        db=db,
+        registry=registry,
+        rewards=(learner_settings or LearnerSettings()).reward_map(),
+        clock=clock,
+        metrics=metrics,
+    )
+    bus.subscribe(learner)
+    worker.add_job(learner.expire)
+
+    def report_lag() -> None:
+        lag = bus.lag(learner.name)
+        metrics.learner_lag_events.set(lag.events)
+        metrics.learner_lag_seconds.set((clock.now() - lag.oldest).total_seconds() if lag.oldest else 0.0)
+
+    worker.add_job(report_lag)
+
+    recommender = RecommenderFacade(
+        db=db,
+        advice=advice,
+        profile=profile,
+        registry=registry,
+        clock=clock,
+        metrics=metrics,
+        settings=recommender_settings or RecommenderSettings(),
+        on_commit=worker.wake,
+        seeds=seeds,
+    )
+    return Container(
+        settings=settings,
+        clock=clock,
+        db=db,
+        metrics=metrics,
+        bus=bus,
+        worker=worker,
+        advice=advice,
+        auth=auth,
+        profile=profile,
+        registry=registry,
+        learner=learner,
+        recommender=recommender,
+        secret_key=secret_key,
+    )

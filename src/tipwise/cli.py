@@ -1,0 +1,142 @@
+"""The `tipwise` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tipwise.kernel.errors import ConfigurationError
+from tipwise.settings import Settings
+
+app = typer.Typer(help="Tipwise: the right tip at the right moment, learned from how you react.", no_args_is_help=True)
+advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=True)
+app.add_typer(advice_app, name="advice")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest version."""
+    from tipwise import migrations
+    from tipwise.kernel.db import Database
+
+    settings = _settings()
+    db = Database.connect(settings.sqlalchemy_url)
+    try:
+        before, heads = migrations.pending(db)
+        migrations.upgrade(db)
+    finally:
+        db.dispose()
+    state = "already current" if before == heads else f"upgraded to {', '.join(sorted(heads))}"
+    typer.echo(f"database {db.read_engine.url.render_as_string(hide_password=True)}: {state}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [env TIPWISE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [env TIPWISE_PORT].")] = None,
+) -> None:
+    """Serve the app (the schema must be current; see `migrate`)."""
+    import uvicorn
+
+    from tipwise.app import create_app
+    from tipwise.bootstrap import build
+    from tipwise.kernel.logging import configure_logging
+
+    settings = _settings(host=host, port=port)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    try:
+        container = build(settings)
+    except ConfigurationError as exc:
+        _fail(exc.detail)
+        return
+    typer.echo(f"Tipwise is serving on http://{settings.host}:{settings.port}  (Ctrl+C to stop)")
+    try:
+        uvicorn.run(create_app(container), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        container.close()
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [env TIPWISE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [env TIPWISE_PORT].")] = None,
+) -> None:
+    """Migrate the database, seed the advice library and serve: everything `make up` needs."""
+    migrate()
+    serve(host=host, port=port)
+
+
+@advice_app.command("check")
+def advice_check(
+    path: Annotated[Path | None, typer.Argument(help="Library file to check (default: the bundled one).")] = None,
+) -> None:
+    """Validate an advice library file and summarize it."""
+    from collections import Counter
+
+    from tipwise.advice import DEFAULT_LIBRARY, AdviceLibraryError, load_library
+
+    try:
+        library = load_library(path or DEFAULT_LIBRARY)
+    except AdviceLibraryError as exc:
+        _fail(exc.detail)
+        return
+    counts = Counter(tip.category.value for tip in library.tips)
+    typer.echo(f"advice library {library.version}: {len(library.tips)} tips, all valid")
+    for category, count in sorted(counts.items()):
+        typer.echo(f"  {category:<12} {count}")
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of standard output.")] = None,
+) -> None:
+    """Print the OpenAPI document of the HTTP API."""
+    document = openapi_document()
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+
+
+def openapi_document() -> dict[str, Any]:
+    """Build the app on a throwaway database and return its OpenAPI document."""
+    from tipwise import migrations
+    from tipwise.app import create_app
+    from tipwise.bootstrap import build
+    from tipwise.kernel.db import Database
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=None,
+            secret_key="openapi-only",  # noqa: S106 - a throwaway app that never serves
+            embedded_worker=False,
+        )
+        db = Database.connect(settings.sqlalchemy_url)
+        migrations.upgrade(db)
+        db.dispose()
+        container = build(settings)
+        try:
+            return create_app(container).openapi()
+        finally:
+            container.close()
+
+
+def main() -> None:
+    app()

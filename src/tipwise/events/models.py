@@ -1,0 +1,57 @@
+"""Tables of the events module: outbox, durable log, consumer tracking."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tipwise.kernel.db import Base, UTCDateTime
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+Sequence = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class OutboxRow(Base):
+    __tablename__ = "events_outbox"
+
+    seq: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=True)
+    event_id: Mapped[UUID] = mapped_column(unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    schema_version: Mapped[int]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (Index("ix_events_outbox_unpublished", "published_at", "seq"),)
+
+
+class LogRow(Base):
+    __tablename__ = "events_log"
+
+    position: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=True)
+    event_id: Mapped[UUID] = mapped_column(unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    schema_version: Mapped[int]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    appended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrackingRow(Base):
+    __tablename__ = "events_tracking"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[UUID] = mapped_column(primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsumerPositionRow(Base):
+    __tablename__ = "events_consumer_position"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)

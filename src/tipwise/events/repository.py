@@ -1,0 +1,106 @@
+"""All SQL of the events module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from tipwise.events.contracts import Event
+from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
+
+
+def append_outbox(session: Session, event: Event) -> None:
+    session.add(
+        OutboxRow(
+            event_id=event.id,
+            type=event.type,
+            subject=event.subject,
+            time=event.time,
+            schema_version=event.schema_version,
+            payload=event.payload,
+        )
+    )
+
+
+def unpublished(session: Session, *, limit: int) -> Sequence[OutboxRow]:
+    query = select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq).limit(limit)
+    return session.scalars(query).all()
+
+
+def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> None:
+    session.execute(update(OutboxRow).where(OutboxRow.seq.in_(seqs)).values(published_at=at))
+
+
+def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> None:
+    known = set(session.scalars(select(LogRow.event_id).where(LogRow.event_id.in_([r.event_id for r in rows]))))
+    for row in rows:
+        # A relay that crashed after appending but before marking re-sends: skip those.
+        if row.event_id in known:
+            continue
+        session.add(
+            LogRow(
+                event_id=row.event_id,
+                type=row.type,
+                subject=row.subject,
+                time=row.time,
+                schema_version=row.schema_version,
+                payload=row.payload,
+                appended_at=at,
+            )
+        )
+    session.flush()
+
+
+def read_log(session: Session, *, after: int, limit: int) -> list[tuple[int, Event]]:
+    query = select(LogRow).where(LogRow.position > after).order_by(LogRow.position).limit(limit)
+    return [(row.position, _to_event(row)) for row in session.scalars(query)]
+
+
+def head_position(session: Session) -> int:
+    return session.scalar(select(func.coalesce(func.max(LogRow.position), 0))) or 0
+
+
+def oldest_after(session: Session, *, position: int) -> datetime | None:
+    query = select(LogRow.appended_at).where(LogRow.position > position).order_by(LogRow.position).limit(1)
+    return session.scalar(query)
+
+
+def consumer_position(session: Session, consumer: str) -> int:
+    row = session.get(ConsumerPositionRow, consumer)
+    return row.position if row else 0
+
+
+def set_consumer_position(session: Session, consumer: str, position: int) -> None:
+    row = session.get(ConsumerPositionRow, consumer)
+    if row is None:
+        session.add(ConsumerPositionRow(consumer=consumer, position=position))
+    else:
+        row.position = position
+
+
+def seen(session: Session, *, consumer: str, event_id: UUID) -> bool:
+    return session.get(TrackingRow, (consumer, event_id)) is not None
+
+
+def record(session: Session, *, consumer: str, event_id: UUID, at: datetime) -> None:
+    session.add(TrackingRow(consumer=consumer, event_id=event_id, applied_at=at))
+
+
+def events_about(session: Session, subject: str) -> list[Event]:
+    query = select(LogRow).where(LogRow.subject == subject).order_by(LogRow.position)
+    return [_to_event(row) for row in session.scalars(query)]
+
+
+def _to_event(row: LogRow) -> Event:
+    return Event(
+        id=row.event_id,
+        type=row.type,
+        subject=row.subject,
+        time=row.time,
+        schema_version=row.schema_version,
+        payload=row.payload,
+    )

@@ -1,0 +1,74 @@
+"""A background thread that relays the outbox, feeds consumers and runs periodic jobs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from tipwise.events.bus import EventBus
+from tipwise.kernel.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Worker:
+    """Runs `bus.relay()`, `bus.dispatch()` and each periodic job, whenever woken or every `interval`."""
+
+    def __init__(self, *, bus: EventBus, interval: float = 1.0) -> None:
+        self._bus = bus
+        self._interval = interval
+        self._jobs: list[Callable[[], object]] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add_job(self, job: Callable[[], object]) -> None:
+        """Run `job` after each dispatch round (reward timeouts, metrics, snapshots)."""
+        self._jobs.append(job)
+
+    def wake(self) -> None:
+        """Ask for a round now, e.g. right after a commit that wrote to the outbox."""
+        self._wake.set()
+
+    def run_once(self) -> int:
+        """Relay, dispatch until the log is drained, run the jobs; return events applied."""
+        with self._lock:
+            applied = 0
+            while True:
+                moved = self._bus.relay()
+                done = self._bus.dispatch()
+                applied += done
+                if not moved and not done:
+                    break
+            for job in self._jobs:
+                job()
+            return applied
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="tipwise-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current round and stop; pending events stay on the log for next time."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.wait(self._interval * (2 ** min(failures, 5)))
+            self._wake.clear()
+            try:
+                self.run_once()
+                failures = 0
+            except Exception:
+                # The failed batch rolled back; it is retried with backoff.
+                failures += 1
+                log.exception("worker_round_failed", failures=failures)

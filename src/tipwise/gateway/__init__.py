@@ -1,0 +1,5 @@
+"""Gateway: the server-rendered web pages (Jinja2 + htmx) over the module facades."""
+
+from tipwise.gateway.web import mount
+
+__all__ = ["mount"]

@@ -1,0 +1,237 @@
+"""Web pages: sign up / sign in, the tip card with its four reactions, history, preferences.
+
+Pages are rendered on the server; htmx swaps the tip card in place. A signed
+session cookie identifies the person; every form and htmx request carries a
+CSRF token bound to that session.
+"""
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from starlette.middleware.sessions import SessionMiddleware
+
+from tipwise.advice import Category
+from tipwise.auth import AuthFacade, RegisterRequest
+from tipwise.kernel.errors import Conflict, TipwiseError, Unauthorized
+from tipwise.profile import PreferencesPatch, ProfileFacade, validate_timezone
+from tipwise.recommender import FeedbackRequest, Reaction, RecommenderFacade
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "tipwise_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SESSION_DAYS = 14
+REACTION_LABELS = {
+    Reaction.DONE: "Done",
+    Reaction.SNOOZE: "Snooze",
+    Reaction.DISMISS: "Dismiss",
+    Reaction.NOT_FOR_ME: "Not for me",
+}
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["reaction_labels"] = REACTION_LABELS
+
+
+class CsrfFailed(TipwiseError):
+    status = 403
+    code = "csrf_failed"
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse a state-changing request whose token does not match the session's."""
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not expected or not sent or not secrets.compare_digest(str(expected), sent):
+        raise CsrfFailed("the form expired or came from another site; reload the page and try again")
+
+
+def _user_id(request: Request) -> UUID | None:
+    raw = request.session.get("uid")
+    try:
+        return UUID(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("signed_in", _user_id(request) is not None)
+    return templates.TemplateResponse(request, name, {"csrf": csrf_token(request), **context}, status_code=status_code)
+
+
+def _to_signin() -> RedirectResponse:
+    return RedirectResponse("/signin", status_code=303)
+
+
+def mount(
+    app: FastAPI,
+    *,
+    auth: AuthFacade,
+    profile: ProfileFacade,
+    recommender: RecommenderFacade,
+    secret_key: str,
+) -> None:
+    """Add the web pages, their static files and the session cookie to `app`."""
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_DAYS * 24 * 3600,
+        same_site="lax",
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(_router(auth=auth, profile=profile, recommender=recommender))
+
+
+def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: RecommenderFacade) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_model=None)
+    def home(request: Request) -> Response:
+        if _user_id(request) is None:
+            return _to_signin()
+        return _render(request, "tips.html")
+
+    @router.get("/signup")
+    def signup_page(request: Request) -> HTMLResponse:
+        return _render(request, "signup.html", email="", error=None)
+
+    @router.post("/signup", response_model=None)
+    async def signup(
+        request: Request,
+        email: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        timezone: Annotated[str, Form()] = "UTC",
+    ) -> Response:
+        await check_csrf(request)
+        try:
+            body = RegisterRequest(email=email, password=password)
+            account = auth.register(email=body.email, password=body.password)
+        except ValidationError as exc:
+            message = "; ".join(str(err["msg"]) for err in exc.errors())
+            return _render(request, "signup.html", 422, email=email, error=message)
+        except Conflict as exc:
+            return _render(request, "signup.html", 409, email=email, error=exc.detail)
+        try:
+            zone = validate_timezone(timezone)
+        except ValueError:
+            zone = "UTC"
+        profile.update_preferences(user_id=account.id, patch=PreferencesPatch(timezone=zone))
+        _start_session(request, account.id)
+        return RedirectResponse("/", status_code=303)
+
+    @router.get("/signin")
+    def signin_page(request: Request) -> HTMLResponse:
+        return _render(request, "signin.html", email="", error=None)
+
+    @router.post("/signin", response_model=None)
+    async def signin(request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
+        await check_csrf(request)
+        try:
+            account = auth.authenticate(email=email, password=password)
+        except Unauthorized as exc:
+            return _render(request, "signin.html", 401, email=email, error=exc.detail)
+        _start_session(request, account.id)
+        return RedirectResponse("/", status_code=303)
+
+    @router.post("/signout")
+    async def signout(request: Request) -> RedirectResponse:
+        await check_csrf(request)
+        request.session.clear()
+        return _to_signin()
+
+    @router.post("/web/tips/next", response_model=None)
+    async def next_tip(request: Request) -> Response:
+        await check_csrf(request)
+        user_id = _user_id(request)
+        if user_id is None:
+            return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+        decision = recommender.next_tip(user_id=user_id)
+        return _render(request, "_card.html", decision=decision)
+
+    @router.post("/web/tips/{tip_instance_id}/reaction", response_model=None)
+    async def react(request: Request, tip_instance_id: UUID, reaction: Annotated[Reaction, Form()]) -> Response:
+        await check_csrf(request)
+        user_id = _user_id(request)
+        if user_id is None:
+            return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+        recommender.record_feedback(
+            user_id=user_id,
+            request=FeedbackRequest(
+                tip_instance_id=tip_instance_id, reaction=reaction, idempotency_key=f"web:{tip_instance_id}"
+            ),
+        )
+        return _render(request, "_reacted.html", reaction=reaction)
+
+    @router.get("/history", response_model=None)
+    def history(request: Request, cursor: str | None = None) -> Response:
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        page = recommender.history(user_id=user_id, limit=20, cursor=cursor)
+        return _render(request, "history.html", page=page)
+
+    @router.get("/preferences", response_model=None)
+    def preferences_page(request: Request) -> Response:
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        return _render(
+            request,
+            "preferences.html",
+            prefs=profile.preferences(user_id=user_id),
+            categories=list(Category),
+            saved=False,
+            error=None,
+        )
+
+    @router.post("/preferences", response_model=None)
+    async def save_preferences(request: Request) -> Response:
+        await check_csrf(request)
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        form = await request.form()
+        muted = [str(value) for value in form.getlist("muted")]
+        try:
+            patch = PreferencesPatch(timezone=str(form.get("timezone", "UTC")), muted_categories=muted)
+        except ValidationError as exc:
+            error = "; ".join(str(err["msg"]) for err in exc.errors())
+            return _render(
+                request,
+                "preferences.html",
+                422,
+                prefs=profile.preferences(user_id=user_id),
+                categories=list(Category),
+                saved=False,
+                error=error,
+            )
+        prefs = profile.update_preferences(user_id=user_id, patch=patch)
+        return _render(request, "preferences.html", prefs=prefs, categories=list(Category), saved=True, error=None)
+
+    return router
+
+
+def _start_session(request: Request, user_id: UUID) -> None:
+    # A fresh session (and CSRF token) at sign-in prevents session fixation.
+    request.session.clear()
+    request.session["uid"] = str(user_id)
+    csrf_token(request)

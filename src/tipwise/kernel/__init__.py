@@ -1,0 +1,1 @@
+"""Shared kernel: database, events plumbing, errors, clock, ids. No business rules."""

@@ -1,0 +1,115 @@
+"""HTTP plumbing shared by every router: problem+json errors, request ids, latency metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tipwise.kernel.errors import PROBLEM_JSON, TipwiseError, problem_document
+from tipwise.kernel.logging import get_logger
+from tipwise.kernel.metrics import Metrics
+
+log = get_logger("tipwise.http")
+
+
+def _problem(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error, expected or not, as `application/problem+json`."""
+
+    async def tipwise_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, TipwiseError):  # registered for this type only
+            raise exc
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _problem(exc.problem(instance=request.url.path), headers)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, RequestValidationError):  # registered for this type only
+            raise exc
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+            for err in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "the request is not valid"
+        return _problem(
+            problem_document(
+                status=422, code="invalid_input", detail=detail, instance=request.url.path, extra={"errors": errors}
+            )
+        )
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, StarletteHTTPException):  # registered for this type only
+            raise exc
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _problem(
+            problem_document(status=exc.status_code, code=code, detail=str(exc.detail), instance=request.url.path),
+            dict(exc.headers) if exc.headers else None,
+        )
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return _problem(
+            problem_document(
+                status=500, code="internal_error", detail="something went wrong on our side", instance=request.url.path
+            )
+        )
+
+    app.add_exception_handler(TipwiseError, tipwise_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+class RequestContextMiddleware:
+    """Give each request an id (echoed as `X-Request-ID`), log it, and time it per route."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_request_duration.labels(scope["method"], template, str(status)).observe(elapsed)
+            if template not in {"/metrics", "/healthz", "/readyz"}:
+                log.info("request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1e3, 2))
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate: str = bytes(value).decode("latin-1")[:64]
+            if candidate.replace("-", "").isalnum():
+                return candidate
+    return None

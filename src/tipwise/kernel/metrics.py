@@ -1,0 +1,58 @@
+"""Prometheus instruments, one registry per application instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The instruments Tipwise exports on `/metrics`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_request_duration = Histogram(
+            "tipwise_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "tipwise_decisions_total", "Tip decisions made, by live policy.", ["policy"], registry=self.registry
+        )
+        self.empty_decisions = Counter(
+            "tipwise_empty_decisions_total", "Decision requests with no eligible tip.", registry=self.registry
+        )
+        self.rewards = Counter(
+            "tipwise_rewards_total",
+            "Rewards applied by the learner, by source (reaction or timeout).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.late_rewards = Counter(
+            "tipwise_late_rewards_total",
+            "Reactions that arrived after the reward wait had already applied the default reward.",
+            registry=self.registry,
+        )
+        self.learner_lag_events = Gauge(
+            "tipwise_learner_lag_events",
+            "Events on the log the learner has not applied yet.",
+            registry=self.registry,
+        )
+        self.learner_lag_seconds = Gauge(
+            "tipwise_learner_lag_seconds",
+            "Age of the oldest event on the log the learner has not applied yet.",
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "tipwise_model_version", "Version of the live model in use.", ["policy"], registry=self.registry
+        )
+        self.events_published = Counter(
+            "tipwise_events_published_total", "Events moved from the outbox to the log.", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        """Return the exposition text for every instrument."""
+        return generate_latest(self.registry)

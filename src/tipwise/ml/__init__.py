@@ -1,0 +1,1 @@
+"""Machine learning: stateless scoring (`serving`) and learning (`pipelines`)."""

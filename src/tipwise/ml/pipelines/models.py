@@ -1,0 +1,39 @@
+"""Tables of the learning pipelines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import JSON, BigInteger, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tipwise.kernel.db import Base, UTCDateTime
+
+
+class PendingDecisionRow(Base):
+    """A decision waiting for its reaction or for the reward wait to expire."""
+
+    __tablename__ = "ml_pending_decision"
+
+    tip_instance_id: Mapped[UUID] = mapped_column(primary_key=True)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    feature_spec: Mapped[str] = mapped_column(String(64))
+    shared: Mapped[dict[str, float]] = mapped_column(JSON)
+    action: Mapped[dict[str, float]] = mapped_column(JSON)
+    propensity: Mapped[float]
+
+
+class ModelRow(Base):
+    """The learned state of one named policy; written with the tracking rows it reflects."""
+
+    __tablename__ = "ml_model"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    feature_spec: Mapped[str] = mapped_column(String(64))
+    reward_map_version: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,19 @@
+"""Settings of the learner (`TIPWISE_LEARNER_*`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tipwise.ml.pipelines.rewards import RewardMap
+
+
+class LearnerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIPWISE_LEARNER_", extra="ignore")
+
+    reward_wait_hours: float = Field(default=24.0, gt=0)
+
+    def reward_map(self) -> RewardMap:
+        return RewardMap(wait=timedelta(hours=self.reward_wait_hours))

@@ -1,0 +1,150 @@
+"""Public DTOs and events of the recommender."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tipwise.advice import Category, Effort, Tip
+from tipwise.recommender.domain.reactions import Reaction
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TipDecided:
+    """Payload of `tip.decided`: what the learner needs to learn from the reaction later."""
+
+    tip_instance_id: UUID
+    user_id: UUID
+    tip_id: str
+    policy: str
+    model_version: int
+    feature_spec: str
+    shared: dict[str, float]
+    action: dict[str, float]
+    propensity: float
+    decided_at: datetime
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "tip_instance_id": str(self.tip_instance_id),
+            "user_id": str(self.user_id),
+            "tip_id": self.tip_id,
+            "policy": self.policy,
+            "model_version": self.model_version,
+            "feature_spec": self.feature_spec,
+            "shared": self.shared,
+            "action": self.action,
+            "propensity": self.propensity,
+            "decided_at": self.decided_at.isoformat(),
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> TipDecided:
+        return cls(
+            tip_instance_id=UUID(data["tip_instance_id"]),
+            user_id=UUID(data["user_id"]),
+            tip_id=data["tip_id"],
+            policy=data["policy"],
+            model_version=int(data["model_version"]),
+            feature_spec=data["feature_spec"],
+            shared={k: float(v) for k, v in data["shared"].items()},
+            action={k: float(v) for k, v in data["action"].items()},
+            propensity=float(data["propensity"]),
+            decided_at=datetime.fromisoformat(data["decided_at"]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedbackReaction:
+    """Payload of `feedback.reaction`."""
+
+    tip_instance_id: UUID
+    user_id: UUID
+    reaction: Reaction
+    reacted_at: datetime
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "tip_instance_id": str(self.tip_instance_id),
+            "user_id": str(self.user_id),
+            "reaction": self.reaction.value,
+            "reacted_at": self.reacted_at.isoformat(),
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> FeedbackReaction:
+        return cls(
+            tip_instance_id=UUID(data["tip_instance_id"]),
+            user_id=UUID(data["user_id"]),
+            reaction=Reaction(data["reaction"]),
+            reacted_at=datetime.fromisoformat(data["reacted_at"]),
+        )
+
+
+# -- HTTP ---------------------------------------------------------------------
+
+
+class TipOut(BaseModel):
+    id: str
+    title: str
+    body: str
+    category: Category
+    effort: Effort
+    minutes: int
+
+    @classmethod
+    def of(cls, tip: Tip) -> TipOut:
+        return cls(
+            id=tip.id, title=tip.title, body=tip.body, category=tip.category, effort=tip.effort, minutes=tip.minutes
+        )
+
+
+class NextTipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    explore: bool = Field(default=True, description="False: no exploration for this decision (logged as such).")
+
+
+class NextTipOut(BaseModel):
+    tip_instance_id: UUID
+    tip: TipOut
+    policy: str
+    model_version: int
+    propensity: float = Field(description="Probability with which the live policy chose this tip.")
+    confidence: float = Field(description="1 / (1 + width of the chosen tip's confidence bound); 0 for random.")
+    explored: bool
+    decided_at: datetime
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tip_instance_id: UUID
+    reaction: Reaction
+    idempotency_key: str = Field(min_length=1, max_length=200)
+
+
+class FeedbackOut(BaseModel):
+    tip_instance_id: UUID
+    reaction: Reaction
+    idempotency_key: str
+    recorded_at: datetime
+
+
+class HistoryItem(BaseModel):
+    tip_instance_id: UUID
+    tip: TipOut
+    decided_at: datetime
+    reaction: Reaction | None
+    reacted_at: datetime | None
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next (older) page; null at the end.")

@@ -1,0 +1,1 @@
+"""Pure rules of the recommender: eligibility, features, reactions."""

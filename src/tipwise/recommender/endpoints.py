@@ -1,0 +1,45 @@
+"""HTTP routes of the recommender."""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Response, status
+
+from tipwise.auth import Principal
+from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, NextTipOut, NextTipRequest
+from tipwise.recommender.facade import RecommenderFacade
+
+
+def build_router(facade: RecommenderFacade, principal: Callable[..., Any]) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["tips"])
+    CurrentUser = Annotated[Principal, Depends(principal)]
+
+    @router.post(
+        "/tips/next",
+        response_model=NextTipOut,
+        responses={204: {"description": "No tip is eligible right now."}},
+    )
+    def next_tip(
+        user: CurrentUser, response: Response, body: Annotated[NextTipRequest | None, Body()] = None
+    ) -> NextTipOut | Response:
+        """Decide the tip to show now."""
+        decision = facade.next_tip(user_id=user.user_id, explore=body.explore if body else True)
+        if decision is None:
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        return decision
+
+    @router.post("/feedback", response_model=FeedbackOut)
+    def feedback(body: FeedbackRequest, user: CurrentUser) -> FeedbackOut:
+        """Record your reaction to a tip; retrying with the same idempotency_key is safe."""
+        return facade.record_feedback(user_id=user.user_id, request=body)
+
+    @router.get("/tips/history", response_model=HistoryPage)
+    def history(
+        user: CurrentUser,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> HistoryPage:
+        """List the tips you were shown, newest first, with your reactions."""
+        return facade.history(user_id=user.user_id, limit=limit, cursor=cursor)
+
+    return router

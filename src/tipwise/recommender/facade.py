@@ -1,0 +1,89 @@
+"""The recommender as the gateway and other modules see it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+
+from tipwise.advice import AdviceFacade
+from tipwise.kernel.clock import Clock
+from tipwise.kernel.db import Database
+from tipwise.kernel.metrics import Metrics
+from tipwise.ml.serving import PolicyRegistry
+from tipwise.profile import ProfileFacade
+from tipwise.recommender import service
+from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, NextTipOut
+from tipwise.recommender.domain.features import FeatureAssembler
+from tipwise.recommender.settings import RecommenderSettings
+
+SEED_BITS = 63
+
+
+def random_seed() -> int:
+    return secrets.randbits(SEED_BITS)
+
+
+class RecommenderFacade:
+    """Decisions, feedback and history; each call is one unit of work."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        advice: AdviceFacade,
+        profile: ProfileFacade,
+        registry: PolicyRegistry,
+        clock: Clock,
+        metrics: Metrics,
+        settings: RecommenderSettings,
+        on_commit: Callable[[], None] = lambda: None,
+        seeds: Callable[[], int] = random_seed,
+    ) -> None:
+        self._db = db
+        self._advice = advice
+        self._profile = profile
+        self._clock = clock
+        self._metrics = metrics
+        self._on_commit = on_commit
+        self._seeds = seeds
+        self._decisions = service.DecisionService(
+            advice=advice,
+            registry=registry,
+            rules=settings.rules(),
+            history_window=timedelta(days=settings.history_days),
+            assembler=FeatureAssembler(),
+        )
+
+    def next_tip(self, *, user_id: UUID, explore: bool = True) -> NextTipOut | None:
+        """Decide the tip to show now; None when no tip is eligible."""
+        prefs = self._profile.preferences(user_id=user_id)
+        with self._db.write() as session:
+            decision = self._decisions.decide(
+                session, prefs=prefs, now=self._clock.now(), seed=self._seeds(), explore=explore
+            )
+        if decision is None:
+            self._metrics.empty_decisions.inc()
+            return None
+        self._metrics.decisions.labels(policy=decision.policy).inc()
+        self._on_commit()
+        return decision
+
+    def record_feedback(self, *, user_id: UUID, request: FeedbackRequest) -> FeedbackOut:
+        """Record a reaction (idempotent by key); raises NotFound or Conflict."""
+        try:
+            with self._db.write() as session:
+                result = service.record_feedback(session, user_id=user_id, request=request, now=self._clock.now())
+        except IntegrityError:
+            # A concurrent retry with the same key won the race: answer with its result.
+            with self._db.write() as session:
+                result = service.record_feedback(session, user_id=user_id, request=request, now=self._clock.now())
+        self._on_commit()
+        return result
+
+    def history(self, *, user_id: UUID, limit: int = 20, cursor: str | None = None) -> HistoryPage:
+        with self._db.read() as session:
+            return service.history(session, user_id=user_id, advice=self._advice, limit=limit, cursor=cursor)

@@ -1,0 +1,77 @@
+"""All SQL of the recommender."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from tipwise.advice import Category
+from tipwise.recommender.domain.candidates import PastShow
+from tipwise.recommender.domain.reactions import Reaction
+from tipwise.recommender.models import FeedbackRow, TipInstanceRow
+
+
+def history_since(session: Session, *, user_id: UUID, since: datetime) -> list[PastShow]:
+    """Return what the person was shown since `since`, plus every tip they marked not-for-me."""
+    query = select(
+        TipInstanceRow.tip_id,
+        TipInstanceRow.category,
+        TipInstanceRow.decided_at,
+        TipInstanceRow.reaction,
+        TipInstanceRow.reacted_at,
+    ).where(
+        TipInstanceRow.user_id == user_id,
+        or_(TipInstanceRow.decided_at >= since, TipInstanceRow.reaction == Reaction.NOT_FOR_ME.value),
+    )
+    return [
+        PastShow(
+            tip_id=tip_id,
+            category=Category(category),
+            decided_at=decided_at,
+            reaction=Reaction(reaction) if reaction else None,
+            reacted_at=reacted_at,
+        )
+        for tip_id, category, decided_at, reaction, reacted_at in session.execute(query)
+    ]
+
+
+def add_instance(session: Session, row: TipInstanceRow) -> None:
+    session.add(row)
+
+
+def instance_of(session: Session, *, user_id: UUID, tip_instance_id: UUID) -> TipInstanceRow | None:
+    row = session.get(TipInstanceRow, tip_instance_id)
+    return row if row is not None and row.user_id == user_id else None
+
+
+def feedback_by_key(session: Session, *, user_id: UUID, idempotency_key: str) -> FeedbackRow | None:
+    query = select(FeedbackRow).where(FeedbackRow.user_id == user_id, FeedbackRow.idempotency_key == idempotency_key)
+    return session.scalar(query)
+
+
+def feedback_for(session: Session, *, tip_instance_id: UUID) -> FeedbackRow | None:
+    return session.scalar(select(FeedbackRow).where(FeedbackRow.tip_instance_id == tip_instance_id))
+
+
+def add_feedback(session: Session, row: FeedbackRow) -> None:
+    session.add(row)
+    session.flush()
+
+
+def history_page(
+    session: Session, *, user_id: UUID, limit: int, before: tuple[datetime, UUID] | None
+) -> list[TipInstanceRow]:
+    query = select(TipInstanceRow).where(TipInstanceRow.user_id == user_id)
+    if before is not None:
+        at, instance_id = before
+        query = query.where(
+            or_(
+                TipInstanceRow.decided_at < at,
+                and_(TipInstanceRow.decided_at == at, TipInstanceRow.id < instance_id),
+            )
+        )
+    query = query.order_by(TipInstanceRow.decided_at.desc(), TipInstanceRow.id.desc()).limit(limit)
+    return list(session.scalars(query))

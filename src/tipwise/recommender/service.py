@@ -1,0 +1,227 @@
+"""Use cases of the recommender: decide, take feedback, list history."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from tipwise import events
+from tipwise.advice import AdviceFacade, Tip
+from tipwise.kernel.db import ReadSession, WriteSession
+from tipwise.kernel.errors import Conflict, InvalidInput, NotFound
+from tipwise.kernel.ids import new_id
+from tipwise.ml.serving import PolicyRegistry, PolicySpec
+from tipwise.profile import Preferences
+from tipwise.recommender import repository
+from tipwise.recommender.contracts import (
+    FeedbackOut,
+    FeedbackReaction,
+    FeedbackRequest,
+    HistoryItem,
+    HistoryPage,
+    NextTipOut,
+    TipDecided,
+    TipOut,
+)
+from tipwise.recommender.domain.candidates import CandidateRules, eligible_tips
+from tipwise.recommender.domain.features import FEATURE_SPEC, FeatureAssembler
+from tipwise.recommender.domain.reactions import Reaction
+from tipwise.recommender.models import FeedbackRow, TipInstanceRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionService:
+    advice: AdviceFacade
+    registry: PolicyRegistry
+    rules: CandidateRules
+    history_window: timedelta
+    assembler: FeatureAssembler
+
+    def decide(
+        self, session: WriteSession, *, prefs: Preferences, now: datetime, seed: int, explore: bool
+    ) -> NextTipOut | None:
+        """Pick a tip for the person, persist the decision and its `tip.decided` event; None if nothing fits."""
+        user_id = prefs.user_id
+        local_now = now.astimezone(prefs.zone)
+        history = repository.history_since(session, user_id=user_id, since=now - self.history_window)
+        tips = eligible_tips(
+            self.advice.active(),
+            history=history,
+            muted=prefs.muted_categories,
+            local_now=local_now,
+            now=now,
+            rules=self.rules,
+        )
+        if not tips:
+            return None
+        context = self.assembler.assemble(local_now=local_now, history=history, tips=tips)
+        candidates = [context.actions[tip.id] for tip in tips]
+        ranked = self.registry.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
+        live = ranked.live
+        chosen = tips[live.decision.index]
+        instance_id = new_id()
+        repository.add_instance(
+            session,
+            TipInstanceRow(
+                id=instance_id,
+                user_id=user_id,
+                tip_id=chosen.id,
+                category=chosen.category.value,
+                decided_at=now,
+                policy=live.policy,
+                policy_version=policy_version(self.registry.specs[live.policy]),
+                model_version=live.model_version,
+                feature_spec=FEATURE_SPEC.name,
+                context_snapshot=context.snapshot(),
+                propensity=live.decision.propensity,
+                probabilities={tip.id: p for tip, p in zip(tips, live.decision.probabilities, strict=True)},
+                shadows=[
+                    {
+                        "policy": shadow.policy,
+                        "model_version": shadow.model_version,
+                        "action": tips[shadow.decision.index].id,
+                        "propensity": shadow.decision.propensity,
+                        "probabilities": dict(zip((t.id for t in tips), shadow.decision.probabilities, strict=True)),
+                    }
+                    for shadow in ranked.shadows
+                ],
+                confidence=live.decision.confidence,
+                explored=live.decision.explored,
+                seed=seed,
+            ),
+        )
+        payload = TipDecided(
+            tip_instance_id=instance_id,
+            user_id=user_id,
+            tip_id=chosen.id,
+            policy=live.policy,
+            model_version=live.model_version,
+            feature_spec=FEATURE_SPEC.name,
+            shared=context.shared,
+            action=context.actions[chosen.id],
+            propensity=live.decision.propensity,
+            decided_at=now,
+        )
+        events.publish(
+            session,
+            events.Event.create(type=events.TIP_DECIDED, subject=str(user_id), time=now, data=payload.to_data()),
+        )
+        return NextTipOut(
+            tip_instance_id=instance_id,
+            tip=TipOut.of(chosen),
+            policy=live.policy,
+            model_version=live.model_version,
+            propensity=live.decision.propensity,
+            confidence=live.decision.confidence,
+            explored=live.decision.explored,
+            decided_at=now,
+        )
+
+
+def policy_version(spec: PolicySpec) -> str:
+    """Return a short, stable fingerprint of a policy spec, e.g. `linucb@1a2b3c4d5e6f`."""
+    data = asdict(spec)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{spec.kind}@{digest}"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class ReactionAlreadyRecorded(Conflict):
+    code = "reaction_already_recorded"
+
+
+def record_feedback(session: WriteSession, *, user_id: UUID, request: FeedbackRequest, now: datetime) -> FeedbackOut:
+    """Record a reaction once; repeats with the same key return the first result unchanged."""
+    previous = repository.feedback_by_key(session, user_id=user_id, idempotency_key=request.idempotency_key)
+    if previous is not None:
+        if previous.tip_instance_id != request.tip_instance_id or previous.reaction != request.reaction.value:
+            raise IdempotencyKeyReused("this idempotency_key was already used for a different reaction")
+        return _feedback_out(previous)
+    instance = repository.instance_of(session, user_id=user_id, tip_instance_id=request.tip_instance_id)
+    if instance is None:
+        raise NotFound(f"no tip instance {request.tip_instance_id} for this account")
+    if instance.reaction is not None:
+        existing = repository.feedback_for(session, tip_instance_id=instance.id)
+        if instance.reaction == request.reaction.value and existing is not None:
+            return _feedback_out(existing)
+        raise ReactionAlreadyRecorded(f"this tip already has the reaction {instance.reaction!r}")
+    row = FeedbackRow(
+        id=new_id(),
+        user_id=user_id,
+        tip_instance_id=instance.id,
+        reaction=request.reaction.value,
+        idempotency_key=request.idempotency_key,
+        created_at=now,
+    )
+    repository.add_feedback(session, row)
+    instance.reaction = request.reaction.value
+    instance.reacted_at = now
+    payload = FeedbackReaction(tip_instance_id=instance.id, user_id=user_id, reaction=request.reaction, reacted_at=now)
+    events.publish(
+        session,
+        events.Event.create(type=events.FEEDBACK_REACTION, subject=str(user_id), time=now, data=payload.to_data()),
+    )
+    return _feedback_out(row)
+
+
+def _feedback_out(row: FeedbackRow) -> FeedbackOut:
+    return FeedbackOut(
+        tip_instance_id=row.tip_instance_id,
+        reaction=Reaction(row.reaction),
+        idempotency_key=row.idempotency_key,
+        recorded_at=row.created_at,
+    )
+
+
+def history(
+    session: ReadSession, *, user_id: UUID, advice: AdviceFacade, limit: int, cursor: str | None
+) -> HistoryPage:
+    """Return one page of the person's tips, newest first."""
+    before = decode_cursor(cursor) if cursor else None
+    rows = repository.history_page(session, user_id=user_id, limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        HistoryItem(
+            tip_instance_id=row.id,
+            tip=TipOut.of(_tip_of(advice, row)),
+            decided_at=row.decided_at,
+            reaction=Reaction(row.reaction) if row.reaction else None,
+            reacted_at=row.reacted_at,
+        )
+        for row in rows
+    ]
+    next_cursor = encode_cursor(rows[-1].decided_at, rows[-1].id) if more and rows else None
+    return HistoryPage(items=items, next_cursor=next_cursor)
+
+
+def _tip_of(advice: AdviceFacade, row: TipInstanceRow) -> Tip:
+    tip = advice.get(row.tip_id)
+    if tip is None:
+        raise NotFound(f"tip {row.tip_id!r} is missing from the advice catalogue")
+    return tip
+
+
+def encode_cursor(at: datetime, instance_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{instance_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, instance_id = raw.split("|")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError("naive time in cursor")
+        return moment, UUID(instance_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "cursor is not valid; pass the next_cursor of a previous page", extra={"field": "cursor"}
+        ) from exc

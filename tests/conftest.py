@@ -1,0 +1,103 @@
+"""Fixtures shared by every suite: databases (SQLite and PostgreSQL), a wired container, an HTTP client."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support.postgres import fresh_database, postgres_server
+from tipwise import migrations
+from tipwise.app import create_app
+from tipwise.auth import AuthSettings
+from tipwise.bootstrap import Container, build
+from tipwise.kernel.clock import FakeClock
+from tipwise.kernel.db import Database
+from tipwise.settings import Settings
+
+# Cheap password hashing keeps the suites fast; production uses the RFC 9106 defaults.
+FAST_AUTH = AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{(tmp_path / 'tipwise.sqlite3').as_posix()}"
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    with fresh_database(admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{(tmp_path / 'tipwise.sqlite3').as_posix()}"
+
+
+@pytest.fixture
+def migrated(database_url: str) -> Iterator[Database]:
+    db = Database.connect(database_url)
+    migrations.upgrade(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def counting_seeds(start: int = 1) -> Callable[[], int]:
+    counter = itertools.count(start)
+    return lambda: next(counter)
+
+
+ContainerFactory = Callable[..., Container]
+
+
+@pytest.fixture
+def make_container(tmp_path: Path, clock: FakeClock) -> Iterator[ContainerFactory]:
+    """Build containers on migrated databases; each is closed after the test."""
+    built: list[Container] = []
+
+    def factory(database_url: str | None = None, **overrides: object) -> Container:
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=database_url,
+            secret_key="test-secret-key-with-enough-length",
+            embedded_worker=False,
+        )
+        db = Database.connect(settings.sqlalchemy_url)
+        migrations.upgrade(db)
+        db.dispose()
+        options: dict[str, object] = {"clock": clock, "seeds": counting_seeds(), "auth_settings": FAST_AUTH}
+        options.update(overrides)
+        container = build(settings, **options)  # type: ignore[arg-type]
+        built.append(container)
+        return container
+
+    yield factory
+    for container in built:
+        container.close()
+
+
+@pytest.fixture
+def container(make_container: ContainerFactory) -> Container:
+    """A container on SQLite in a temp dir, with a fake clock and deterministic seeds."""
+    return make_container()
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[TestClient]:
+    with TestClient(create_app(container)) as test_client:
+        yield test_client

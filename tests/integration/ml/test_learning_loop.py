@@ -1,0 +1,182 @@
+"""The learning loop on the embedded default: decisions, reactions, rewards, and a policy that follows them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import ContainerFactory
+from tipwise.bootstrap import Container
+from tipwise.kernel.clock import FakeClock
+from tipwise.recommender import FeedbackRequest, NextTipOut, Reaction
+from tipwise.recommender.models import TipInstanceRow
+
+
+def _user(container: Container, email: str) -> uuid.UUID:
+    return container.auth.register(email=email, password="a long password").id
+
+
+def _decide(container: Container, user_id: uuid.UUID) -> NextTipOut:
+    decision = container.recommender.next_tip(user_id=user_id)
+    assert decision is not None
+    return decision
+
+
+def _react(container: Container, user_id: uuid.UUID, decision: NextTipOut, reaction: Reaction) -> None:
+    container.recommender.record_feedback(
+        user_id=user_id,
+        request=FeedbackRequest(
+            tip_instance_id=decision.tip_instance_id, reaction=reaction, idempotency_key=str(decision.tip_instance_id)
+        ),
+    )
+
+
+def _instance(container: Container, instance_id: uuid.UUID) -> TipInstanceRow:
+    with container.db.read() as session:
+        row = session.get(TipInstanceRow, instance_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+class TestLearningLoop:
+    def test_the_next_decision_uses_a_reaction_once_the_learner_has_run(self, container: Container) -> None:
+        user = _user(container, "loop@example.com")
+        first = _decide(container, user)
+        assert first.model_version == 0
+        _react(container, user, first, Reaction.DONE)
+
+        assert container.worker.run_once() == 2  # tip.decided + feedback.reaction
+        assert container.registry.versions() == {"linucb": 1, "epsilon_greedy": 1, "random": 1}
+        assert _decide(container, user).model_version == 1
+
+    def test_each_event_is_learned_exactly_once(self, container: Container) -> None:
+        user = _user(container, "once@example.com")
+        decision = _decide(container, user)
+        _react(container, user, decision, Reaction.DONE)
+        container.worker.run_once()
+        assert container.worker.run_once() == 0
+        container.learner.restore()  # as after a restart: state comes back from the database
+        assert container.registry.versions()["linucb"] == 1
+        assert container.worker.run_once() == 0
+        assert container.registry.versions()["linucb"] == 1
+
+    def test_a_restarted_learner_continues_from_the_stored_model(
+        self, make_container: ContainerFactory, sqlite_url: str
+    ) -> None:
+        first = make_container(sqlite_url)
+        user = _user(first, "restart@example.com")
+        decision = _decide(first, user)
+        _react(first, user, decision, Reaction.DONE)
+        first.worker.run_once()
+        first.close()
+
+        second = make_container(sqlite_url)
+        assert second.registry.versions()["linucb"] == 1
+        theta_before = second.learner.model("linucb").state_bytes()
+        assert second.worker.run_once() == 0
+        assert second.learner.model("linucb").state_bytes() == theta_before
+
+    def test_no_reaction_within_the_wait_gives_the_default_reward_and_late_reactions_are_counted(
+        self, container: Container, clock: FakeClock
+    ) -> None:
+        user = _user(container, "silent@example.com")
+        decision = _decide(container, user)
+        container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 0
+
+        clock.advance(container.learner.reward_map.wait + timedelta(seconds=1))
+        container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 1
+        metrics = container.metrics.render().decode()
+        assert 'tipwise_rewards_total{source="timeout"} 1.0' in metrics
+
+        _react(container, user, decision, Reaction.DONE)
+        container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 1
+        assert "tipwise_late_rewards_total 1.0" in container.metrics.render().decode()
+
+    def test_a_snoozed_tip_comes_back_after_the_snooze_window(self, container: Container, clock: FakeClock) -> None:
+        user = _user(container, "snooze@example.com")
+        decision = _decide(container, user)
+        _react(container, user, decision, Reaction.SNOOZE)
+        snoozed = decision.tip.id
+
+        clock.advance(timedelta(minutes=30))
+        soon = _decide(container, user)
+        assert snoozed not in _instance(container, soon.tip_instance_id).probabilities
+
+        clock.advance(timedelta(hours=2))
+        later = _decide(container, user)
+        assert snoozed in _instance(container, later.tip_instance_id).probabilities
+
+    def test_not_for_me_removes_a_tip_for_good(self, container: Container, clock: FakeClock) -> None:
+        user = _user(container, "never@example.com")
+        decision = _decide(container, user)
+        _react(container, user, decision, Reaction.NOT_FOR_ME)
+        clock.advance(timedelta(days=30))
+        for _ in range(3):
+            later = _decide(container, user)
+            assert decision.tip.id not in _instance(container, later.tip_instance_id).probabilities
+            clock.advance(timedelta(days=7))
+
+    def test_a_decision_replays_exactly_from_its_seed_and_model(self, container: Container) -> None:
+        user = _user(container, "replay@example.com")
+        decision = _decide(container, user)
+        row = _instance(container, decision.tip_instance_id)
+        snapshot = row.context_snapshot
+        tips = list(snapshot["actions"])
+        replay = container.registry.decide(
+            context=snapshot["shared"], candidates=[snapshot["actions"][t] for t in tips], seed=row.seed
+        )
+        assert tips[replay.live.decision.index] == row.tip_id
+        assert replay.live.decision.propensity == row.propensity
+        assert [s.decision.propensity for s in replay.shadows] == [s["propensity"] for s in row.shadows]
+
+
+class TestSimulatedUser:
+    @pytest.mark.parametrize("seed_start", [1, 1000])
+    def test_tips_drift_toward_what_the_person_marks_done(
+        self, make_container: ContainerFactory, clock: FakeClock, seed_start: int
+    ) -> None:
+        """A person who does every movement tip and dismisses the rest gets mostly movement tips.
+
+        Statistical, with fixed seeds: over the last 150 of 400 decisions the
+        share of movement tips must be at least three times what a uniform
+        choice among the same candidates would give.
+        """
+        from tests.conftest import counting_seeds
+
+        container = make_container(seeds=counting_seeds(seed_start))
+        user = _user(container, "mover@example.com")
+        shown_movement: list[bool] = []
+        uniform_share: list[float] = []
+        for _ in range(400):
+            decision = _decide(container, user)
+            is_movement = decision.tip.category == "movement"
+            _react(container, user, decision, Reaction.DONE if is_movement else Reaction.DISMISS)
+            container.worker.run_once()
+            candidates = _instance(container, decision.tip_instance_id).probabilities
+            movement = [t for t in candidates if container.advice.get(t).category == "movement"]  # type: ignore[union-attr]
+            shown_movement.append(is_movement)
+            uniform_share.append(len(movement) / len(candidates))
+            clock.advance(timedelta(minutes=97))
+
+        observed = sum(shown_movement[-150:]) / 150
+        expected_uniform = sum(uniform_share[-150:]) / 150
+        assert expected_uniform < 0.2
+        assert observed >= 3 * expected_uniform, (observed, expected_uniform)
+
+    def test_the_learner_keeps_up_with_a_burst_of_feedback(self, container: Container) -> None:
+        users = [_user(container, f"burst{i}@example.com") for i in range(5)]
+        decisions = [(user, _decide(container, user)) for user in users for _ in range(3)]
+        for user, decision in decisions:
+            _react(container, user, decision, Reaction.DONE)
+        assert container.worker.run_once() == 30
+        assert container.registry.versions()["linucb"] == 15
+        assert container.bus.lag(container.learner.name).events == 0
+        with container.db.read() as session:
+            assert len(session.scalars(select(TipInstanceRow.id)).all()) == 15

@@ -1,0 +1,239 @@
+"""Unit tests of the decision features built from the local time, the history and the candidates."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from tipwise.advice import Category, Effort, TimeOfDay, Tip, load_library
+from tipwise.recommender.domain.candidates import PastShow
+from tipwise.recommender.domain.features import (
+    FEATURE_SPEC,
+    CategoryStats,
+    Context,
+    FeatureAssembler,
+    category_stats,
+)
+from tipwise.recommender.domain.reactions import Reaction
+
+PARIS = ZoneInfo("Europe/Paris")
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+# A Wednesday, 09:00 UTC: 10:00 in Paris, 01:00 in Los Angeles.
+NOW = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)
+SATURDAY_MORNING = datetime(2026, 3, 7, 10, 0, tzinfo=PARIS)
+
+
+def make_tip(
+    tip_id: str,
+    category: Category = Category.MOVEMENT,
+    *,
+    effort: Effort = Effort.LOW,
+    minutes: int = 5,
+    times: frozenset[TimeOfDay] = frozenset({TimeOfDay.MORNING}),
+) -> Tip:
+    return Tip(
+        id=tip_id,
+        title=f"Tip {tip_id}",
+        body="A body long enough to be a real tip in the library.",
+        category=category,
+        effort=effort,
+        minutes=minutes,
+        times_of_day=times,
+    )
+
+
+def show(category: Category, reaction: Reaction | None = None, *, hours_ago: int = 30) -> PastShow:
+    decided = NOW - timedelta(hours=hours_ago)
+    return PastShow(
+        tip_id=f"{category}-{hours_ago}",
+        category=category,
+        decided_at=decided,
+        reaction=reaction,
+        reacted_at=decided + timedelta(minutes=5) if reaction else None,
+    )
+
+
+def assemble(local_now: datetime, history: list[PastShow] | None = None, tips: list[Tip] | None = None) -> Context:
+    return FeatureAssembler().assemble(
+        local_now=local_now, history=history or [], tips=tips if tips is not None else [make_tip("t")]
+    )
+
+
+def shown_feature(count: int) -> float:
+    return round(math.log1p(count) / 5.0, 6)
+
+
+class TestSharedFeatures:
+    def test_same_instant_is_a_work_morning_in_paris(self) -> None:
+        context = assemble(NOW.astimezone(PARIS))
+
+        assert context.shared == {"bias": 1.0, "tod=morning": 1.0, "work_hours": 1.0}
+
+    def test_same_instant_is_night_in_los_angeles(self) -> None:
+        context = assemble(NOW.astimezone(LOS_ANGELES))
+
+        assert context.shared == {"bias": 1.0, "tod=night": 1.0}
+
+    def test_saturday_sets_weekend_and_never_work_hours(self) -> None:
+        context = assemble(SATURDAY_MORNING)
+
+        assert context.shared == {"bias": 1.0, "tod=morning": 1.0, "weekend": 1.0}
+
+    @pytest.mark.parametrize(
+        ("hour", "work_hours"),
+        [(8, False), (9, True), (16, True), (17, False)],
+    )
+    def test_work_hours_flag_follows_the_nine_to_five_boundaries(self, hour: int, work_hours: bool) -> None:
+        context = assemble(datetime(2026, 3, 4, hour, 0, tzinfo=PARIS))
+
+        assert ("work_hours" in context.shared) is work_hours
+
+
+class TestActionFeatures:
+    def test_tip_features_describe_category_effort_and_minutes(self) -> None:
+        tip = make_tip("walk", Category.MOVEMENT, effort=Effort.MEDIUM, minutes=10)
+
+        features = assemble(NOW.astimezone(PARIS), tips=[tip]).actions["walk"]
+
+        assert features == {
+            "category=movement": 1.0,
+            "effort=medium": 1.0,
+            "minutes": round(math.log1p(10) / math.log1p(120), 6),
+            "user_category_shown": 0.0,
+            "fits_time_of_day": 1.0,
+        }
+
+    def test_minutes_are_capped_at_two_hours(self) -> None:
+        tips = [make_tip("two-hours", minutes=120), make_tip("four-hours", minutes=240)]
+
+        actions = assemble(NOW.astimezone(PARIS), tips=tips).actions
+
+        assert actions["two-hours"]["minutes"] == 1.0
+        assert actions["four-hours"]["minutes"] == 1.0
+
+    def test_fits_time_of_day_is_set_only_for_tips_meant_for_the_local_part_of_the_day(self) -> None:
+        tips = [
+            make_tip("morning", times=frozenset({TimeOfDay.MORNING})),
+            make_tip("evening", times=frozenset({TimeOfDay.EVENING})),
+        ]
+
+        paris = assemble(NOW.astimezone(PARIS), tips=tips).actions
+        los_angeles = assemble(NOW.astimezone(LOS_ANGELES), tips=tips).actions
+
+        assert paris["morning"]["fits_time_of_day"] == 1.0
+        assert "fits_time_of_day" not in paris["evening"]
+        assert "fits_time_of_day" not in los_angeles["morning"]
+        assert "fits_time_of_day" not in los_angeles["evening"]
+
+    def test_reaction_rates_are_per_category_with_one_extra_show_in_the_denominator(self) -> None:
+        history = [
+            show(Category.MOVEMENT, Reaction.DONE, hours_ago=30),
+            show(Category.MOVEMENT, Reaction.DONE, hours_ago=40),
+            show(Category.MOVEMENT, Reaction.SNOOZE, hours_ago=50),
+            show(Category.MOVEMENT, None, hours_ago=60),
+            show(Category.SLEEP, Reaction.NOT_FOR_ME, hours_ago=30),
+        ]
+        tips = [
+            make_tip("move", Category.MOVEMENT),
+            make_tip("sleep", Category.SLEEP),
+            make_tip("cash", Category.FINANCE),
+        ]
+
+        actions = assemble(NOW.astimezone(PARIS), history=history, tips=tips).actions
+
+        move = actions["move"]
+        assert move["user_category_shown"] == shown_feature(4)
+        assert move["user_category_done"] == pytest.approx(2 / 5)
+        assert move["user_category_snooze"] == pytest.approx(1 / 5)
+        assert "user_category_dismiss" not in move
+        assert "user_category_not_for_me" not in move
+        sleep = actions["sleep"]
+        assert sleep["user_category_shown"] == shown_feature(1)
+        assert sleep["user_category_not_for_me"] == pytest.approx(1 / 2)
+        assert "user_category_done" not in sleep
+        cash = actions["cash"]
+        assert cash["user_category_shown"] == 0.0
+        assert not any(name.startswith("user_category_") and name != "user_category_shown" for name in cash)
+
+    def test_one_feature_map_per_candidate_keyed_by_tip_id(self) -> None:
+        tips = [make_tip("b"), make_tip("a"), make_tip("c", Category.SLEEP)]
+
+        context = assemble(NOW.astimezone(PARIS), tips=tips)
+
+        assert list(context.actions) == ["b", "a", "c"]
+
+
+class TestFeatureSpecParity:
+    @pytest.mark.parametrize(
+        "local_now",
+        [
+            NOW.astimezone(PARIS),
+            NOW.astimezone(LOS_ANGELES),
+            SATURDAY_MORNING,
+            datetime(2026, 3, 4, 14, 0, tzinfo=PARIS),
+            datetime(2026, 3, 4, 19, 0, tzinfo=PARIS),
+        ],
+    )
+    def test_every_produced_feature_is_known_to_the_feature_spec(self, local_now: datetime) -> None:
+        tips = list(load_library().tips)
+        history = [
+            show(category, reaction, hours_ago=hours)
+            for hours, (category, reaction) in enumerate(
+                ((c, r) for c in Category for r in (*Reaction, None)), start=13
+            )
+        ]
+
+        context = assemble(local_now, history=history, tips=tips)
+        matrix = FEATURE_SPEC.matrix(context.shared, [context.actions[tip.id] for tip in tips])
+
+        assert matrix.shape == (len(tips), FEATURE_SPEC.dim)
+        assert np.all(np.isfinite(matrix))
+
+    def test_snapshot_records_the_feature_spec_name_and_the_features(self) -> None:
+        context = assemble(NOW.astimezone(PARIS), tips=[make_tip("walk")])
+
+        snapshot = context.snapshot()
+
+        assert snapshot["feature_spec"] == "tipwise.tips/v1"
+        assert snapshot["feature_spec"] == FEATURE_SPEC.name
+        assert snapshot["shared"] == context.shared
+        assert snapshot["actions"] == context.actions
+
+
+class TestCategoryStats:
+    def test_counts_shows_and_reactions_per_category(self) -> None:
+        history = [
+            show(Category.FOCUS, Reaction.DONE, hours_ago=20),
+            show(Category.FOCUS, Reaction.DISMISS, hours_ago=21),
+            show(Category.FOCUS, None, hours_ago=22),
+            show(Category.HYDRATION, Reaction.DONE, hours_ago=23),
+        ]
+
+        stats = category_stats(history)
+
+        assert set(stats) == {Category.FOCUS, Category.HYDRATION}
+        assert stats[Category.FOCUS].shown == 3
+        assert stats[Category.FOCUS].reactions == {Reaction.DONE: 1, Reaction.DISMISS: 1}
+        assert stats[Category.HYDRATION].shown == 1
+        assert stats[Category.HYDRATION].reactions == {Reaction.DONE: 1}
+
+    def test_category_shown_without_reactions_has_empty_counts(self) -> None:
+        stats = category_stats([show(Category.SOCIAL, None)])
+
+        assert stats[Category.SOCIAL].shown == 1
+        assert stats[Category.SOCIAL].reactions == {}
+        assert stats[Category.SOCIAL].rate(Reaction.DONE) == 0.0
+
+    def test_rate_divides_by_shows_plus_one(self) -> None:
+        stats = CategoryStats(shown=3, reactions=Counter({Reaction.DONE: 1}))
+
+        assert stats.rate(Reaction.DONE) == pytest.approx(1 / 4)
+        assert stats.rate(Reaction.SNOOZE) == 0.0
+
+    def test_empty_stats_have_zero_rates(self) -> None:
+        assert CategoryStats().rate(Reaction.NOT_FOR_ME) == 0.0
