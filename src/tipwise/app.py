@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from tipwise import __version__, auth, gateway, profile, recommender
 from tipwise.bootstrap import Container
-from tipwise.kernel.http import RequestContextMiddleware, install_error_handlers
+from tipwise.kernel.http import RequestContextMiddleware, install_error_handlers, use_problem_media_type_in_openapi
 from tipwise.kernel.logging import get_logger
 
 log = get_logger(__name__)
@@ -37,6 +37,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     install_error_handlers(app)
+    use_problem_media_type_in_openapi(app)
     app.add_middleware(RequestContextMiddleware, metrics=container.metrics)
 
     principal = auth.principal_dependency(container.auth)

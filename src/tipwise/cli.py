@@ -18,6 +18,15 @@ advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=T
 app.add_typer(advice_app, name="advice")
 
 
+@app.callback()
+def _configure() -> None:
+    """Set up structured logging for every command."""
+    from tipwise.kernel.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
@@ -54,10 +63,8 @@ def serve(
 
     from tipwise.app import create_app
     from tipwise.bootstrap import build
-    from tipwise.kernel.logging import configure_logging
 
     settings = _settings(host=host, port=port)
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
     try:
         container = build(settings)
     except ConfigurationError as exc:
@@ -139,4 +146,13 @@ def openapi_document() -> dict[str, Any]:
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TIPWISE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        typer.secho(f"error: invalid configuration: {problems}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from exc

@@ -187,7 +187,8 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         if user_id is None:
             return _to_signin()
         page = recommender.history(user_id=user_id, limit=20, cursor=cursor)
-        return _render(request, "history.html", page=page)
+        prefs = profile.preferences(user_id=user_id)
+        return _render(request, "history.html", page=page, zone=prefs.zone, zone_name=prefs.timezone)
 
     @router.get("/preferences", response_model=None)
     def preferences_page(request: Request) -> Response:

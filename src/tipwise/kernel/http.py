@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,3 +114,55 @@ def _incoming_request_id(scope: Scope) -> str | None:
             if candidate.replace("-", "").isalnum():
                 return candidate
     return None
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 `application/problem+json`."""
+
+    type: str = Field(examples=["urn:tipwise:problem:not_found"])
+    title: str
+    status: int
+    code: str = Field(description="Stable, machine-readable error code.")
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, str]] | None = Field(default=None, description="Per-field problems of a 422.")
+
+
+_DESCRIPTIONS = {
+    401: "Missing, expired or invalid bearer token.",
+    403: "Not allowed.",
+    404: "Not found (or not yours).",
+    409: "Conflicts with the current state.",
+    422: "The request is not valid; `errors` names each field.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Document error responses of a route as problem+json."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def use_problem_media_type_in_openapi(app: FastAPI) -> None:
+    """Document error responses as problem+json only (FastAPI also lists application/json for a model)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for response in operation.get("responses", {}).values():
+                        content = response.get("content", {})
+                        if PROBLEM_JSON in content:
+                            content.pop("application/json", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -49,9 +49,6 @@ class Metrics:
         self.model_version = Gauge(
             "tipwise_model_version", "Version of the live model in use.", ["policy"], registry=self.registry
         )
-        self.events_published = Counter(
-            "tipwise_events_published_total", "Events moved from the outbox to the log.", registry=self.registry
-        )
 
     def render(self) -> bytes:
         """Return the exposition text for every instrument."""

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from tipwise.auth import Principal
+from tipwise.kernel.http import problem_responses
 from tipwise.profile.contracts import PreferencesOut, PreferencesPatch
 from tipwise.profile.facade import ProfileFacade
 
 
 def build_router(facade: ProfileFacade, principal: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(prefix="/v1/me", tags=["profile"])
+    router = APIRouter(prefix="/v1/me", tags=["profile"], responses=problem_responses(401, 422))
     CurrentUser = Annotated[Principal, Depends(principal)]
 
     @router.get("/preferences", response_model=PreferencesOut)

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response, status
 
 from tipwise.auth import Principal
+from tipwise.kernel.http import problem_responses
 from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, NextTipOut, NextTipRequest
 from tipwise.recommender.facade import RecommenderFacade
 
 
 def build_router(facade: RecommenderFacade, principal: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["tips"])
+    router = APIRouter(prefix="/v1", tags=["tips"], responses=problem_responses(401, 422))
     CurrentUser = Annotated[Principal, Depends(principal)]
 
     @router.post(
@@ -28,7 +29,7 @@ def build_router(facade: RecommenderFacade, principal: Callable[..., Any]) -> AP
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         return decision
 
-    @router.post("/feedback", response_model=FeedbackOut)
+    @router.post("/feedback", response_model=FeedbackOut, responses=problem_responses(404, 409))
     def feedback(body: FeedbackRequest, user: CurrentUser) -> FeedbackOut:
         """Record your reaction to a tip; retrying with the same idempotency_key is safe."""
         return facade.record_feedback(user_id=user.user_id, request=body)
