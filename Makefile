@@ -20,15 +20,15 @@ help:
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tipwise needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -qq --upgrade pip
 
 $(APP_STAMP): $(VENV)/bin/python requirements/app.lock pyproject.toml
-	$(BIN)/pip install --quiet --require-hashes -r requirements/app.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install -qq --require-hashes -r requirements/app.lock
+	$(BIN)/pip install -qq --no-deps -e .
 	@touch $@
 
 $(DEV_STAMP): $(APP_STAMP) requirements/dev.lock
-	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -qq --require-hashes -r requirements/dev.lock
 	@touch $@
 
 up: $(APP_STAMP)
@@ -65,7 +65,7 @@ openapi: $(APP_STAMP)
 	$(BIN)/tipwise openapi --output openapi.json
 
 lock: $(VENV)/bin/python
-	$(BIN)/pip install --quiet uv
+	$(BIN)/pip install -qq uv
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/app.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 

@@ -73,7 +73,9 @@ def build(
             "run `tipwise migrate` first"
         )
     metrics = Metrics()
-    advice = AdviceFacade.seed_and_load(db=db, library=load_library(DEFAULT_LIBRARY), clock=clock)
+    advice = AdviceFacade.seed_and_load(
+        db=db, library=load_library(settings.advice_library or DEFAULT_LIBRARY), clock=clock
+    )
     secret_key = settings.resolved_secret_key()
     hasher = PasswordHasher(time_cost=auth_settings.argon2_time_cost, memory_cost=auth_settings.argon2_memory_cost_kib)
     auth = AuthFacade(

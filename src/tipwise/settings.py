@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The advice library to seed; default: the one bundled with Tipwise.
+    advice_library: Path | None = None
     # Run the outbox relay and consumers in a background thread of the app process.
     embedded_worker: bool = True
 

@@ -108,7 +108,9 @@ class TestWebPages:
         assert client.get("/", follow_redirects=False).status_code == 303
 
         token = _csrf(client.get("/signin").text)
-        wrong = client.post("/signin", data={"email": "back@example.com", "password": "wrong one!", "csrf_token": token})
+        wrong = client.post(
+            "/signin", data={"email": "back@example.com", "password": "wrong one!", "csrf_token": token}
+        )
         assert wrong.status_code == 401
         assert "email or password is wrong" in wrong.text
         right = client.post(

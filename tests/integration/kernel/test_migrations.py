@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -9,6 +11,7 @@ from sqlalchemy import inspect, text
 
 from tests.conftest import FAST_AUTH
 from tipwise import migrations
+from tipwise.advice import AdviceLibraryError
 from tipwise.bootstrap import build
 from tipwise.kernel.db import Base, Database
 from tipwise.kernel.errors import ConfigurationError
@@ -32,7 +35,7 @@ class TestMigrations:
         assert current == heads
         assert migrations.is_current(migrated)
 
-    def test_app_refuses_to_start_on_a_schema_that_is_behind(self, database_url: str, tmp_path: object) -> None:
+    def test_app_refuses_to_start_on_a_schema_that_is_behind(self, database_url: str) -> None:
         db = Database.connect(database_url)
         try:
             assert not migrations.is_current(db)
@@ -52,3 +55,20 @@ class TestSqliteSettings:
                 assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         finally:
             db.dispose()
+
+
+class TestStartup:
+    def test_a_malformed_advice_library_stops_start_up_naming_the_bad_entry(
+        self, migrated: Database, tmp_path: Path
+    ) -> None:
+        library = tmp_path / "library.toml"
+        library.write_text(
+            'schema_version = 1\nlibrary_version = "t"\n\n[[tip]]\nid = "movement-ok"\ntitle = "Walk"\n'
+            'body = "Walk around the block once."\ncategory = "movement"\neffort = "low"\nminutes = 5\n'
+            'times_of_day = ["morning"]\n\n[[tip]]\nid = "focus-bad"\ntitle = "Focus"\n'
+            'body = "Close every tab you do not need."\ncategory = "focus"\neffort = "low"\nminutes = 0\n'
+            'times_of_day = ["morning"]\n'
+        )
+        settings = Settings(database_url=migrated.url, secret_key="k" * 32, advice_library=library)
+        with pytest.raises(AdviceLibraryError, match=r"tip #2 \(id 'focus-bad'\): minutes: Input should be greater"):
+            build(settings, auth_settings=FAST_AUTH)

@@ -15,6 +15,12 @@ from tipwise.recommender import FeedbackRequest, NextTipOut, Reaction
 from tipwise.recommender.models import TipInstanceRow
 
 
+@pytest.fixture
+def container(make_container: ContainerFactory, database_url: str) -> Container:
+    """The loop runs on SQLite and on PostgreSQL."""
+    return make_container(database_url)
+
+
 def _user(container: Container, email: str) -> uuid.UUID:
     return container.auth.register(email=email, password="a long password").id
 
