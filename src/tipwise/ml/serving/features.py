@@ -27,6 +27,9 @@ class FeatureSpec:
     shared: tuple[str, ...]
     action: tuple[str, ...]
     action_cross: tuple[str, ...] = ()
+    # Scale every candidate vector to unit length, so an untrained optimistic policy
+    # does not favour the candidates that merely have more or larger features.
+    normalize: bool = False
     _shared_index: dict[str, int] = field(init=False, repr=False, compare=False)
     _action_index: dict[str, int] = field(init=False, repr=False, compare=False)
     _cross_rows: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -61,7 +64,11 @@ class FeatureSpec:
         a = self.action_matrix(actions)
         k = len(actions)
         cross = (a[:, self._cross_rows][:, :, None] * s[None, None, :]).reshape(k, -1)
-        return np.hstack([np.broadcast_to(s, (k, s.size)), a, cross])
+        out = np.hstack([np.broadcast_to(s, (k, s.size)), a, cross])
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.where(norms > 0.0, norms, 1.0)
+        return out
 
     def row(self, shared: Mapping[str, float], action: Mapping[str, float]) -> Vector:
         row: Vector = self.matrix(shared, [action])[0]

@@ -29,7 +29,9 @@ ACTION = (
     *(f"user_category_{r}" for r in _REACTIONS),
 )
 
-FEATURE_SPEC = FeatureSpec(name="tipwise.tips/v1", shared=SHARED, action=ACTION, action_cross=CATEGORY_ONE_HOT)
+FEATURE_SPEC = FeatureSpec(
+    name="tipwise.tips/v1", shared=SHARED, action=ACTION, action_cross=CATEGORY_ONE_HOT, normalize=True
+)
 
 
 @dataclass(frozen=True, kw_only=True)
