@@ -18,6 +18,15 @@ advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=T
 app.add_typer(advice_app, name="advice")
 
 
+def _add_bench() -> None:
+    from tipwise.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench")
+
+
+_add_bench()
+
+
 @app.callback()
 def _configure() -> None:
     """Set up structured logging for every command."""

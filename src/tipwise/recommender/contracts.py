@@ -87,6 +87,37 @@ class FeedbackReaction:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShadowChoice:
+    """What a shadow policy would have chosen for a logged decision."""
+
+    policy: str
+    model_version: int
+    action: str
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedDecision:
+    """One decision as logged, with its outcome so far: the input of off-policy evaluation."""
+
+    tip_instance_id: UUID
+    user_id: UUID
+    decided_at: datetime
+    policy: str
+    model_version: int
+    feature_spec: str
+    shared: dict[str, float]
+    actions: dict[str, dict[str, float]]
+    action: str
+    propensity: float
+    probabilities: dict[str, float]
+    shadows: tuple[ShadowChoice, ...]
+    explored: bool
+    reaction: Reaction | None
+    reacted_at: datetime | None
+
+
 # -- HTTP ---------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +16,7 @@ from tipwise.kernel.metrics import Metrics
 from tipwise.ml.serving import PolicyRegistry
 from tipwise.profile import ProfileFacade
 from tipwise.recommender import service
-from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, NextTipOut
+from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, LoggedDecision, NextTipOut
 from tipwise.recommender.domain.features import FeatureAssembler
 from tipwise.recommender.settings import RecommenderSettings
 
@@ -83,6 +83,11 @@ class RecommenderFacade:
                 result = service.record_feedback(session, user_id=user_id, request=request, now=self._clock.now())
         self._on_commit()
         return result
+
+    def logged_decisions(self, *, since: datetime | None = None, until: datetime | None = None) -> list[LoggedDecision]:
+        """Return the decision log in [since, until), oldest first (for evaluation and replay)."""
+        with self._db.read() as session:
+            return service.logged_decisions(session, since=since, until=until)
 
     def history(self, *, user_id: UUID, limit: int = 20, cursor: str | None = None) -> HistoryPage:
         with self._db.read() as session:

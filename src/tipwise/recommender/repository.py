@@ -61,6 +61,15 @@ def add_feedback(session: Session, row: FeedbackRow) -> None:
     session.flush()
 
 
+def decisions_between(session: Session, *, since: datetime | None, until: datetime | None) -> list[TipInstanceRow]:
+    query = select(TipInstanceRow)
+    if since is not None:
+        query = query.where(TipInstanceRow.decided_at >= since)
+    if until is not None:
+        query = query.where(TipInstanceRow.decided_at < until)
+    return list(session.scalars(query.order_by(TipInstanceRow.decided_at, TipInstanceRow.id)))
+
+
 def history_page(
     session: Session, *, user_id: UUID, limit: int, before: tuple[datetime, UUID] | None
 ) -> list[TipInstanceRow]:

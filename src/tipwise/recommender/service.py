@@ -23,7 +23,9 @@ from tipwise.recommender.contracts import (
     FeedbackRequest,
     HistoryItem,
     HistoryPage,
+    LoggedDecision,
     NextTipOut,
+    ShadowChoice,
     TipDecided,
     TipOut,
 )
@@ -200,6 +202,38 @@ def history(
     ]
     next_cursor = encode_cursor(rows[-1].decided_at, rows[-1].id) if more and rows else None
     return HistoryPage(items=items, next_cursor=next_cursor)
+
+
+def logged_decisions(session: ReadSession, *, since: datetime | None, until: datetime | None) -> list[LoggedDecision]:
+    """Return every logged decision in [since, until), oldest first, with its reaction if any."""
+    return [
+        LoggedDecision(
+            tip_instance_id=row.id,
+            user_id=row.user_id,
+            decided_at=row.decided_at,
+            policy=row.policy,
+            model_version=row.model_version,
+            feature_spec=row.feature_spec,
+            shared=row.context_snapshot["shared"],
+            actions=row.context_snapshot["actions"],
+            action=row.tip_id,
+            propensity=row.propensity,
+            probabilities=row.probabilities,
+            shadows=tuple(
+                ShadowChoice(
+                    policy=shadow["policy"],
+                    model_version=shadow["model_version"],
+                    action=shadow["action"],
+                    probabilities=shadow["probabilities"],
+                )
+                for shadow in row.shadows
+            ),
+            explored=row.explored,
+            reaction=Reaction(row.reaction) if row.reaction else None,
+            reacted_at=row.reacted_at,
+        )
+        for row in repository.decisions_between(session, since=since, until=until)
+    ]
 
 
 def _tip_of(advice: AdviceFacade, row: TipInstanceRow) -> Tip:

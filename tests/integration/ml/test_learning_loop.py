@@ -186,3 +186,25 @@ class TestSimulatedUser:
         assert container.bus.lag(container.learner.name).events == 0
         with container.db.read() as session:
             assert len(session.scalars(select(TipInstanceRow.id)).all()) == 15
+
+
+class TestDecisionLog:
+    def test_logged_decisions_carry_snapshot_probabilities_shadows_and_reactions(
+        self, container: Container, clock: FakeClock
+    ) -> None:
+        user = _user(container, "log@example.com")
+        first = _decide(container, user)
+        _react(container, user, first, Reaction.DONE)
+        clock.advance(timedelta(minutes=5))
+        second = _decide(container, user)
+
+        logged = container.recommender.logged_decisions()
+        assert [d.tip_instance_id for d in logged] == [first.tip_instance_id, second.tip_instance_id]
+        done, pending = logged
+        assert done.reaction is Reaction.DONE
+        assert pending.reaction is None
+        assert done.action == first.tip.id
+        assert done.probabilities[done.action] == pytest.approx(done.propensity)
+        assert set(done.actions) == set(done.probabilities)
+        assert {s.policy for s in done.shadows} == {"epsilon_greedy", "random"}
+        assert container.recommender.logged_decisions(since=second.decided_at) == [pending]

@@ -1,0 +1,1 @@
+"""Benchmarks (`tipwise bench ...`): learning quality, decision latency, learner throughput, HTTP."""
