@@ -70,19 +70,24 @@ def make_container(tmp_path: Path, clock: FakeClock) -> Iterator[ContainerFactor
     """Build containers on migrated databases; each is closed after the test."""
     built: list[Container] = []
 
-    def factory(database_url: str | None = None, **overrides: object) -> Container:
-        settings = Settings(
-            data_dir=tmp_path / "data",
-            database_url=database_url,
-            secret_key="test-secret-key-with-enough-length",
-            embedded_worker=False,
-        )
-        db = Database.connect(settings.sqlalchemy_url)
+    def factory(
+        database_url: str | None = None, *, settings: dict[str, object] | None = None, **overrides: object
+    ) -> Container:
+        """Build on `database_url` (default: SQLite in the temp dir); `settings` overrides `Settings` fields."""
+        fields: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "database_url": database_url,
+            "secret_key": "test-secret-key-with-enough-length",
+            "embedded_worker": False,
+        }
+        fields.update(settings or {})
+        settings_ = Settings(**fields)  # type: ignore[arg-type]
+        db = Database.connect(settings_.sqlalchemy_url)
         migrations.upgrade(db)
         db.dispose()
         options: dict[str, object] = {"clock": clock, "seeds": counting_seeds(), "auth_settings": FAST_AUTH}
         options.update(overrides)
-        container = build(settings, **options)  # type: ignore[arg-type]
+        container = build(settings_, **options)  # type: ignore[arg-type]
         built.append(container)
         return container
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 
@@ -18,7 +18,7 @@ from tipwise.kernel.db import Database
 from tipwise.kernel.errors import ConfigurationError
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import Learner, LearnerSettings
-from tipwise.ml.serving import PolicyRegistry, PolicySettings
+from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry, PolicySettings
 from tipwise.profile import ProfileFacade
 from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderSettings
 from tipwise.recommender.facade import random_seed
@@ -85,19 +85,31 @@ def build(
         clock=clock,
     )
     profile = ProfileFacade(db=db, clock=clock)
+
+    def observe_feedback_latency(learned_until: datetime) -> None:
+        metrics.feedback_to_decision.observe(max((clock.now() - learned_until).total_seconds(), 0.0))
+
     try:
-        registry = PolicyRegistry(specs=policy_settings.specs(), live=policy_settings.live, features=FEATURE_SPEC)
+        registry = PolicyRegistry(
+            specs=policy_settings.specs(),
+            live=policy_settings.live,
+            features=FEATURE_SPEC,
+            on_first_use=observe_feedback_latency,
+        )
     except ValueError as exc:
         raise ConfigurationError(f"TIPWISE_POLICY_LIVE: {exc}") from exc
+    learner_settings = learner_settings or LearnerSettings()
 
     bus = EmbeddedBus(db=db, clock=clock)
     worker = Worker(bus=bus)
     learner = Learner(
         db=db,
         registry=registry,
-        rewards=(learner_settings or LearnerSettings()).reward_map(),
+        rewards=learner_settings.reward_map(),
         clock=clock,
         metrics=metrics,
+        models=FileModelRegistry(settings.models_dir),
+        cadence=learner_settings.cadence(),
     )
     bus.subscribe(learner)
     worker.add_job(learner.expire)
@@ -113,7 +125,7 @@ def build(
         db=db,
         advice=advice,
         profile=profile,
-        registry=registry,
+        scorer=HttpScorer(settings.scorer_url) if settings.scorer_url else registry,
         clock=clock,
         metrics=metrics,
         settings=recommender_settings or RecommenderSettings(),

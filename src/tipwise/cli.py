@@ -96,6 +96,62 @@ def up(
     serve(host=host, port=port)
 
 
+@app.command("ml-serve")
+def ml_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    poll: Annotated[float, typer.Option(help="Seconds between checks for newer snapshots.")] = 1.0,
+) -> None:
+    """Serve policy scoring from the newest model snapshots (point TIPWISE_SCORER_URL here)."""
+    import uvicorn
+
+    from tipwise.ml.serving import FileModelRegistry, PolicyRegistry, PolicySettings
+    from tipwise.ml.serving.app import create_scoring_app
+    from tipwise.recommender import FEATURE_SPEC
+
+    settings = _settings()
+    policies = PolicySettings()
+    registry = PolicyRegistry(specs=policies.specs(), live=policies.live, features=FEATURE_SPEC)
+    scoring = create_scoring_app(registry=registry, models=FileModelRegistry(settings.models_dir), poll_seconds=poll)
+    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {settings.models_dir}  (Ctrl+C to stop)")
+    uvicorn.run(scoring, host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command()
+def replay() -> None:
+    """Rebuild every model from the event log and check it equals the live model bit for bit."""
+    from tipwise.bootstrap import build
+    from tipwise.ml.pipelines import replay as rebuild
+    from tipwise.ml.pipelines import stored_states
+    from tipwise.ml.pipelines.learner import same_state
+
+    try:
+        container = build(_settings())
+    except ConfigurationError as exc:
+        _fail(exc.detail)
+        return
+    try:
+        position = container.bus.position(container.learner.name)
+        rebuilt = rebuild(
+            container.bus.read(until=position),
+            specs=container.registry.specs,
+            features=container.registry.features,
+            rewards=container.learner.reward_map,
+        )
+        stored = stored_states(container.db)
+    finally:
+        container.close()
+    mismatches = 0
+    for name, model in rebuilt.items():
+        live = stored.get(name)
+        identical = live is not None and same_state(model.state_bytes(), live)
+        mismatches += not identical
+        verdict = "identical" if identical else ("no live model" if live is None else "DIFFERS")
+        typer.echo(f"{name:<16} rebuilt from log up to position {position}: {model.version} rewards, {verdict}")
+    if mismatches:
+        _fail(f"{mismatches} model(s) differ from the log")
+
+
 @advice_app.command("check")
 def advice_check(
     path: Annotated[Path | None, typer.Argument(help="Library file to check (default: the bundled one).")] = None,

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # The advice library to seed; default: the one bundled with Tipwise.
     advice_library: Path | None = None
+    # Score decisions in a `tipwise ml-serve` process at this URL instead of in process.
+    scorer_url: str | None = None
     # Run the outbox relay and consumers in a background thread of the app process.
     embedded_worker: bool = True
 
@@ -43,6 +45,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'tipwise.sqlite3').as_posix()}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where model snapshots are published (the file model registry)."""
+        return self.data_dir / "models"
 
     def resolved_secret_key(self) -> str:
         """Return the signing key, generating one into the data dir on first use."""

@@ -4,6 +4,7 @@ from tipwise.events.bus import EmbeddedBus, EventBus, Lag, publish
 from tipwise.events.contracts import (
     CONSENT_CHANGED,
     FEEDBACK_REACTION,
+    REWARD_DEFAULTED,
     SIGNAL_RECEIVED,
     TIP_DECIDED,
     TIP_DELIVERED,
@@ -16,6 +17,7 @@ from tipwise.events.worker import Worker
 __all__ = [
     "CONSENT_CHANGED",
     "FEEDBACK_REACTION",
+    "REWARD_DEFAULTED",
     "SIGNAL_RECEIVED",
     "TIP_DECIDED",
     "TIP_DELIVERED",

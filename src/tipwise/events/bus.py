@@ -10,6 +10,7 @@ applied exactly once even when a batch is retried.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -111,6 +112,24 @@ class EmbeddedBus:
             head = repository.head_position(session)
             oldest = repository.oldest_after(session, position=position) if head > position else None
         return Lag(events=head - position, oldest=oldest)
+
+    def position(self, consumer: str) -> int:
+        """Return the log position up to which `consumer` has applied events."""
+        with self._db.read() as session:
+            return repository.consumer_position(session, consumer)
+
+    def read(self, *, after: int = 0, until: int | None = None, batch_size: int = 5000) -> Iterator[Event]:
+        """Yield the log's events after position `after` (up to `until`, inclusive), oldest first."""
+        while True:
+            with self._db.read() as session:
+                batch = repository.read_log(session, after=after, limit=batch_size)
+            for position, event in batch:
+                if until is not None and position > until:
+                    return
+                yield event
+            if len(batch) < batch_size:
+                return
+            after = batch[-1][0]
 
     def events_about(self, subject: str) -> list[Event]:
         """Return every event on the log whose subject is `subject`, oldest first."""

@@ -18,6 +18,8 @@ FEEDBACK_REACTION = "feedback.reaction"
 SIGNAL_RECEIVED = "signal.received"
 CONSENT_CHANGED = "consent.changed"
 USER_DELETED = "user.deleted"
+# Published by the learner when a decision got no reaction within the reward wait.
+REWARD_DEFAULTED = "reward.defaulted"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,14 +17,14 @@ class Worker:
     def __init__(self, *, bus: EventBus, interval: float = 1.0) -> None:
         self._bus = bus
         self._interval = interval
-        self._jobs: list[Callable[[], object]] = []
+        self._jobs: list[Callable[[], int | None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add_job(self, job: Callable[[], object]) -> None:
-        """Run `job` after each dispatch round (reward timeouts, metrics, snapshots)."""
+    def add_job(self, job: Callable[[], int | None]) -> None:
+        """Run `job` once the log is drained; a job returning a count > 0 published events, so drain again."""
         self._jobs.append(job)
 
     def wake(self) -> None:
@@ -39,11 +39,10 @@ class Worker:
                 moved = self._bus.relay()
                 done = self._bus.dispatch()
                 applied += done
-                if not moved and not done:
-                    break
-            for job in self._jobs:
-                job()
-            return applied
+                if moved or done:
+                    continue
+                if not sum(job() or 0 for job in self._jobs):
+                    return applied
 
     def start(self) -> None:
         if self._thread is not None:

@@ -46,6 +46,12 @@ class Metrics:
             "Age of the oldest event on the log the learner has not applied yet.",
             registry=self.registry,
         )
+        self.feedback_to_decision = Histogram(
+            "tipwise_feedback_to_decision_seconds",
+            "Time from a reaction to the first decision made with a model that learned from it.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=self.registry,
+        )
         self.model_version = Gauge(
             "tipwise_model_version", "Version of the live model in use.", ["policy"], registry=self.registry
         )

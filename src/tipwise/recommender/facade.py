@@ -13,7 +13,7 @@ from tipwise.advice import AdviceFacade
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
 from tipwise.kernel.metrics import Metrics
-from tipwise.ml.serving import PolicyRegistry
+from tipwise.ml.serving import Scorer
 from tipwise.profile import ProfileFacade
 from tipwise.recommender import service
 from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, LoggedDecision, NextTipOut
@@ -36,7 +36,7 @@ class RecommenderFacade:
         db: Database,
         advice: AdviceFacade,
         profile: ProfileFacade,
-        registry: PolicyRegistry,
+        scorer: Scorer,
         clock: Clock,
         metrics: Metrics,
         settings: RecommenderSettings,
@@ -52,7 +52,7 @@ class RecommenderFacade:
         self._seeds = seeds
         self._decisions = service.DecisionService(
             advice=advice,
-            registry=registry,
+            scorer=scorer,
             rules=settings.rules(),
             history_window=timedelta(days=settings.history_days),
             assembler=FeatureAssembler(),

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -14,7 +12,7 @@ from tipwise.advice import AdviceFacade, Tip
 from tipwise.kernel.db import ReadSession, WriteSession
 from tipwise.kernel.errors import Conflict, InvalidInput, NotFound
 from tipwise.kernel.ids import new_id
-from tipwise.ml.serving import PolicyRegistry, PolicySpec
+from tipwise.ml.serving import Scorer
 from tipwise.profile import Preferences
 from tipwise.recommender import repository
 from tipwise.recommender.contracts import (
@@ -38,7 +36,7 @@ from tipwise.recommender.models import FeedbackRow, TipInstanceRow
 @dataclass(frozen=True, kw_only=True)
 class DecisionService:
     advice: AdviceFacade
-    registry: PolicyRegistry
+    scorer: Scorer
     rules: CandidateRules
     history_window: timedelta
     assembler: FeatureAssembler
@@ -62,7 +60,7 @@ class DecisionService:
             return None
         context = self.assembler.assemble(local_now=local_now, history=history, tips=tips)
         candidates = [context.actions[tip.id] for tip in tips]
-        ranked = self.registry.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
+        ranked = self.scorer.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
         live = ranked.live
         chosen = tips[live.decision.index]
         instance_id = new_id()
@@ -75,7 +73,7 @@ class DecisionService:
                 category=chosen.category.value,
                 decided_at=now,
                 policy=live.policy,
-                policy_version=policy_version(self.registry.specs[live.policy]),
+                policy_version=live.policy_version,
                 model_version=live.model_version,
                 feature_spec=FEATURE_SPEC.name,
                 context_snapshot=context.snapshot(),
@@ -122,13 +120,6 @@ class DecisionService:
             explored=live.decision.explored,
             decided_at=now,
         )
-
-
-def policy_version(spec: PolicySpec) -> str:
-    """Return a short, stable fingerprint of a policy spec, e.g. `linucb@1a2b3c4d5e6f`."""
-    data = asdict(spec)
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{spec.kind}@{digest}"
 
 
 class IdempotencyKeyReused(Conflict):

@@ -1,19 +1,34 @@
 """The online learner: joins decisions with reactions, turns them into rewards, updates every policy.
 
-It consumes `tip.decided` (remember what was shown, in which context, with
-what probability) and `feedback.reaction` (look the decision up, apply the
-reward). Decisions that get no reaction within the reward wait are learned
-with the default reward by `expire`. The learned state of every policy is
-written in the same transaction as the tracking rows of the events it
-reflects, so a crash never applies an event twice or loses one; after each
-commit the new models are published to the serving registry, and the next
-decision uses them.
+It consumes the event log in order:
+
+- `tip.decided`: remember what was shown, in which context, with what probability;
+- `feedback.reaction`: look the decision up and learn the reaction's reward;
+- `reward.defaulted`: the learner's own verdict that a decision got no reaction
+  within the reward wait; learn the default reward.
+
+`expire` only *publishes* `reward.defaulted`; the reward is applied when that
+event comes off the log. So everything learned is a pure function of the log
+order, and `replay` rebuilds the same models bit for bit. A reaction that comes
+after its decision was defaulted is counted as late and not learned twice.
+
+The learned state of every policy is written in the same transaction as the
+tracking rows of the events it reflects, so a crash never applies an event
+twice or loses one; after each commit the new models are published to the
+serving registry (the next decision uses them) and, every N rewards or T
+seconds, as a snapshot to the model registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from uuid import UUID
+
+import numpy as np
 
 from tipwise import events
 from tipwise.kernel.clock import Clock
@@ -23,30 +38,131 @@ from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import repository
 from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
 from tipwise.ml.pipelines.rewards import RewardMap
-from tipwise.ml.serving import LoggedReward, Policy, PolicyRegistry, build_policy, copy_policy
+from tipwise.ml.serving import (
+    FeatureSpec,
+    LoggedReward,
+    ModelRegistry,
+    ModelSnapshot,
+    Policy,
+    PolicyRegistry,
+    PolicySpec,
+    build_policy,
+    copy_policy,
+)
 from tipwise.recommender import FeedbackReaction, TipDecided
 
 log = get_logger(__name__)
 
 EXPIRE_BATCH = 1000
+LEARNED_EVENT_TYPES = frozenset({events.TIP_DECIDED, events.FEEDBACK_REACTION, events.REWARD_DEFAULTED})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pending:
+    """A decision waiting for its reward."""
+
+    tip_instance_id: UUID
+    decided_at: datetime
+    shared: dict[str, float]
+    action: dict[str, float]
+    propensity: float
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """What one run of the join produced."""
+
+    examples: list[LoggedReward] = field(default_factory=list)
+    reactions: int = 0
+    timeouts: int = 0
+    late: int = 0
+    last_reaction_at: datetime | None = None
+
+
+def join(
+    batch: Iterable[events.Event],
+    *,
+    rewards: RewardMap,
+    remember: Callable[[Pending], None],
+    take: Callable[[UUID], Pending | None],
+) -> Outcome:
+    """Turn events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
+    outcome = Outcome()
+    for event in batch:
+        data = event.data()
+        if event.type == events.TIP_DECIDED:
+            decided = TipDecided.from_data(data)
+            remember(
+                Pending(
+                    tip_instance_id=decided.tip_instance_id,
+                    decided_at=decided.decided_at,
+                    shared=decided.shared,
+                    action=decided.action,
+                    propensity=decided.propensity,
+                )
+            )
+        elif event.type == events.FEEDBACK_REACTION:
+            reaction = FeedbackReaction.from_data(data)
+            pending = take(reaction.tip_instance_id)
+            if pending is None:
+                outcome.late += 1
+                continue
+            outcome.examples.append(_example(pending, rewards.reward(reaction.reaction.value)))
+            outcome.reactions += 1
+            outcome.last_reaction_at = reaction.reacted_at
+        elif event.type == events.REWARD_DEFAULTED:
+            pending = take(UUID(data["tip_instance_id"]))
+            if pending is not None:  # else a reaction came first, or a duplicate verdict
+                outcome.examples.append(_example(pending, rewards.default))
+                outcome.timeouts += 1
+    return outcome
+
+
+def _example(pending: Pending, reward: float) -> LoggedReward:
+    return LoggedReward(shared=pending.shared, action=pending.action, propensity=pending.propensity, reward=reward)
+
+
+def fresh_models(specs: dict[str, PolicySpec], features: FeatureSpec) -> dict[str, Policy]:
+    return {name: build_policy(spec, features=features) for name, spec in specs.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotCadence:
+    """Publish a snapshot after `every_rewards` rewards or `every_seconds`, whichever comes first."""
+
+    every_rewards: int = 100
+    every_seconds: float = 60.0
 
 
 class Learner:
     """Trains its own copy of every registered policy and publishes it after each commit."""
 
     name = "learner"
-    event_types = frozenset({events.TIP_DECIDED, events.FEEDBACK_REACTION})
+    event_types = LEARNED_EVENT_TYPES
 
     def __init__(
-        self, *, db: Database, registry: PolicyRegistry, rewards: RewardMap, clock: Clock, metrics: Metrics
+        self,
+        *,
+        db: Database,
+        registry: PolicyRegistry,
+        rewards: RewardMap,
+        clock: Clock,
+        metrics: Metrics,
+        models: ModelRegistry | None = None,
+        cadence: SnapshotCadence | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
         self._rewards = rewards
         self._clock = clock
         self._metrics = metrics
+        self._snapshots = models
+        self._cadence = cadence or SnapshotCadence()
         self._models: dict[str, Policy] = {}
         self._dirty = False
+        self._last_reaction_at: datetime | None = None
+        self._unsnapshotted = 0
+        self._last_snapshot_at = clock.now()
         self.restore()
 
     @property
@@ -61,16 +177,13 @@ class Learner:
         """Load the stored models; a model whose spec changed starts fresh."""
         with self._db.read() as session:
             stored = repository.models(session)
-        features = self._registry.features
-        self._models = {}
-        for name, spec in self._registry.specs.items():
-            model = build_policy(spec, features=features)
+        self._models = fresh_models(self._registry.specs, self._registry.features)
+        for name, model in self._models.items():
             row = stored.get(name)
             if row is not None and self._compatible(row, model):
                 model.load_state(row.state)
             elif row is not None:
                 log.warning("model_reset", policy=name, reason="spec, features or reward map changed")
-            self._models[name] = model
         self._publish()
 
     def _compatible(self, row: ModelRow, model: Policy) -> bool:
@@ -83,35 +196,48 @@ class Learner:
     # -- consumer protocol -----------------------------------------------------
 
     def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
-        examples: list[LoggedReward] = []
-        for event in batch:
-            if event.type == events.TIP_DECIDED:
-                decided = TipDecided.from_data(event.data())
-                repository.add_pending(
-                    session,
-                    PendingDecisionRow(
-                        tip_instance_id=decided.tip_instance_id,
-                        decided_at=decided.decided_at,
-                        feature_spec=decided.feature_spec,
-                        shared=decided.shared,
-                        action=decided.action,
-                        propensity=decided.propensity,
-                    ),
-                )
-                session.flush()
-            elif event.type == events.FEEDBACK_REACTION:
-                reaction = FeedbackReaction.from_data(event.data())
-                pending = repository.take_pending(session, reaction.tip_instance_id)
-                if pending is None:
-                    self._metrics.late_rewards.inc()
-                    log.info("late_reward_ignored", tip_instance_id=str(reaction.tip_instance_id))
-                    continue
-                examples.append(self._example(pending, self._rewards.reward(reaction.reaction.value)))
-        self._learn(session, examples, source="reaction")
+        def remember(pending: Pending) -> None:
+            repository.add_pending(
+                session,
+                PendingDecisionRow(
+                    tip_instance_id=pending.tip_instance_id,
+                    decided_at=pending.decided_at,
+                    feature_spec=self._registry.features.name,
+                    shared=pending.shared,
+                    action=pending.action,
+                    propensity=pending.propensity,
+                ),
+            )
+            session.flush()
+
+        def take(tip_instance_id: UUID) -> Pending | None:
+            row = repository.take_pending(session, tip_instance_id)
+            if row is None:
+                return None
+            return Pending(
+                tip_instance_id=row.tip_instance_id,
+                decided_at=row.decided_at,
+                shared=row.shared,
+                action=row.action,
+                propensity=row.propensity,
+            )
+
+        outcome = join(batch, rewards=self._rewards, remember=remember, take=take)
+        if outcome.late:
+            self._metrics.late_rewards.inc(outcome.late)
+            log.info("late_rewards_ignored", count=outcome.late)
+        if outcome.reactions:
+            self._metrics.rewards.labels(source="reaction").inc(outcome.reactions)
+        if outcome.timeouts:
+            self._metrics.rewards.labels(source="timeout").inc(outcome.timeouts)
+        if outcome.last_reaction_at is not None:
+            self._last_reaction_at = outcome.last_reaction_at
+        self._learn(session, outcome.examples)
 
     def committed(self) -> None:
         if self._dirty:
             self._publish()
+            self._maybe_snapshot()
 
     def aborted(self) -> None:
         self.restore()
@@ -119,30 +245,58 @@ class Learner:
     # -- reward wait -----------------------------------------------------------
 
     def expire(self, now: datetime | None = None) -> int:
-        """Learn the default reward for decisions whose reward wait has passed; return how many."""
-        cutoff = (now or self._clock.now()) - self._rewards.wait
-        total = 0
-        while True:
-            try:
-                with self._db.write() as session:
-                    expired = repository.take_expired(session, decided_before=cutoff, limit=EXPIRE_BATCH)
-                    examples = [self._example(row, self._rewards.default) for row in expired]
-                    self._learn(session, examples, source="timeout")
-            except BaseException:
-                self.aborted()
-                raise
-            self.committed()
-            total += len(expired)
-            if len(expired) < EXPIRE_BATCH:
-                return total
+        """Publish `reward.defaulted` for decisions whose reward wait has passed; return how many."""
+        moment = now or self._clock.now()
+        cutoff = moment - self._rewards.wait
+        with self._db.write() as session:
+            expired = repository.expired(session, decided_before=cutoff, limit=EXPIRE_BATCH)
+            for tip_instance_id in expired:
+                events.publish(
+                    session,
+                    events.Event.create(
+                        type=events.REWARD_DEFAULTED,
+                        subject="system:learner",
+                        time=moment,
+                        data={"tip_instance_id": str(tip_instance_id)},
+                    ),
+                )
+        return len(expired)
+
+    # -- snapshots -------------------------------------------------------------
+
+    def snapshot(self) -> list[ModelSnapshot]:
+        """Write every model to the model registry now; return what was written."""
+        if self._snapshots is None:
+            return []
+        written = [self._snapshots.publish(self._snapshot_of(name, model)) for name, model in self._models.items()]
+        self._unsnapshotted = 0
+        self._last_snapshot_at = self._clock.now()
+        return written
+
+    def _maybe_snapshot(self) -> None:
+        due = self._unsnapshotted >= self._cadence.every_rewards or (
+            self._unsnapshotted > 0
+            and (self._clock.now() - self._last_snapshot_at).total_seconds() >= self._cadence.every_seconds
+        )
+        if due:
+            self.snapshot()
+
+    def _snapshot_of(self, name: str, model: Policy) -> ModelSnapshot:
+        return ModelSnapshot(
+            name=name,
+            version=model.version,
+            spec=model.spec_dict(),
+            feature_spec=self._registry.features.name,
+            reward_map=self._rewards.describe(),
+            state=model.state_bytes(),
+            created_at=self._clock.now(),
+            learned_until=self._last_reaction_at,
+            metrics={"rewards": model.version},
+        )
 
     # -- internals -------------------------------------------------------------
 
-    @staticmethod
-    def _example(row: PendingDecisionRow, reward: float) -> LoggedReward:
-        return LoggedReward(shared=row.shared, action=row.action, propensity=row.propensity, reward=reward)
-
-    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward], *, source: str) -> None:
+    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward]) -> None:
         if not examples:
             return
         now = self._clock.now()
@@ -160,11 +314,52 @@ class Learner:
                     updated_at=now,
                 ),
             )
-        self._metrics.rewards.labels(source=source).inc(len(examples))
+        self._unsnapshotted += len(examples)
         self._dirty = True
 
     def _publish(self) -> None:
         for name, model in self._models.items():
-            self._registry.publish(name, copy_policy(model, self._registry.specs[name], self._registry.features))
+            published = copy_policy(model, self._registry.specs[name], self._registry.features)
+            self._registry.publish(name, published, learned_until=self._last_reaction_at)
             self._metrics.model_version.labels(policy=name).set(model.version)
         self._dirty = False
+
+
+def replay(
+    log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
+) -> dict[str, Policy]:
+    """Rebuild every model from the event log alone, exactly as the learner built it."""
+    models = fresh_models(specs, features)
+    pending: dict[UUID, Pending] = {}
+
+    def remember(item: Pending) -> None:
+        pending.setdefault(item.tip_instance_id, item)
+
+    outcome = join(
+        (event for event in log if event.type in LEARNED_EVENT_TYPES),
+        rewards=rewards,
+        remember=remember,
+        take=lambda tip_instance_id: pending.pop(tip_instance_id, None),
+    )
+    for model in models.values():
+        model.learn(outcome.examples)
+    return models
+
+
+def same_state(left: bytes, right: bytes) -> bool:
+    """Return whether two model states are bit-for-bit equal (array by array for `.npz` states)."""
+    if left == right:
+        return True
+    try:
+        with np.load(io.BytesIO(left)) as a, np.load(io.BytesIO(right)) as b:
+            return set(a.files) == set(b.files) and all(
+                a[key].dtype == b[key].dtype and a[key].tobytes() == b[key].tobytes() for key in a.files
+            )
+    except (ValueError, OSError, zipfile.BadZipFile):
+        return False
+
+
+def stored_states(db: Database) -> dict[str, bytes]:
+    """Return the learner's stored state bytes per policy."""
+    with db.read() as session:
+        return {name: row.state for name, row in repository.models(session).items()}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
@@ -24,19 +23,14 @@ def take_pending(session: Session, tip_instance_id: UUID) -> PendingDecisionRow 
     return row
 
 
-def take_expired(session: Session, *, decided_before: datetime, limit: int) -> Sequence[PendingDecisionRow]:
+def expired(session: Session, *, decided_before: datetime, limit: int) -> list[UUID]:
     query = (
-        select(PendingDecisionRow)
+        select(PendingDecisionRow.tip_instance_id)
         .where(PendingDecisionRow.decided_at < decided_before)
-        .order_by(PendingDecisionRow.decided_at)
+        .order_by(PendingDecisionRow.decided_at, PendingDecisionRow.tip_instance_id)
         .limit(limit)
     )
-    rows = session.scalars(query).all()
-    if rows:
-        session.execute(
-            delete(PendingDecisionRow).where(PendingDecisionRow.tip_instance_id.in_([r.tip_instance_id for r in rows]))
-        )
-    return rows
+    return list(session.scalars(query))
 
 
 def models(session: Session) -> dict[str, ModelRow]:

@@ -34,6 +34,15 @@ class RewardMap:
         if self.wait <= timedelta(0):
             raise ValueError("reward wait must be positive")
 
+    def describe(self) -> dict[str, object]:
+        """Return the map as stored with a model snapshot."""
+        return {
+            "version": self.version,
+            "values": dict(self.values),
+            "default": self.default,
+            "wait_seconds": self.wait.total_seconds(),
+        }
+
     def reward(self, reaction: str) -> float:
         """Return the reward for `reaction`; raises KeyError for an unknown reaction."""
         return self.values[reaction]

@@ -17,8 +17,17 @@ from tipwise.ml.serving.policies import (
     build_policy,
     spec_from_dict,
 )
-from tipwise.ml.serving.registry import PolicyChoice, PolicyRegistry, RankedDecision, copy_policy
+from tipwise.ml.serving.registry import (
+    PolicyChoice,
+    PolicyRegistry,
+    RankedDecision,
+    Scorer,
+    copy_policy,
+    policy_version,
+)
+from tipwise.ml.serving.remote import HttpScorer, ScorerUnavailable
 from tipwise.ml.serving.settings import PolicySettings
+from tipwise.ml.serving.snapshots import FileModelRegistry, ModelRegistry, ModelSnapshot
 
 __all__ = [
     "Decision",
@@ -26,9 +35,13 @@ __all__ = [
     "EpsilonGreedySpec",
     "FeatureSpec",
     "Features",
+    "FileModelRegistry",
+    "HttpScorer",
     "LinUCBPolicy",
     "LinUCBSpec",
     "LoggedReward",
+    "ModelRegistry",
+    "ModelSnapshot",
     "Policy",
     "PolicyChoice",
     "PolicyRegistry",
@@ -36,9 +49,12 @@ __all__ = [
     "PolicySpec",
     "RankedDecision",
     "RidgeModel",
+    "Scorer",
+    "ScorerUnavailable",
     "UniformPolicy",
     "UniformSpec",
     "build_policy",
     "copy_policy",
+    "policy_version",
     "spec_from_dict",
 ]

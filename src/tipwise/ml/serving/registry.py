@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -12,11 +16,19 @@ from tipwise.ml.serving.features import FeatureSpec
 from tipwise.ml.serving.policies import Decision, Features, Policy, PolicySpec, build_policy
 
 
+def policy_version(spec: PolicySpec) -> str:
+    """Return a short, stable fingerprint of a policy spec, e.g. `linucb@1a2b3c4d5e6f`."""
+    data = asdict(spec)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{spec.kind}@{digest}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class PolicyChoice:
     """One policy's answer for one decision."""
 
     policy: str
+    policy_version: str
     model_version: int
     decision: Decision
 
@@ -27,6 +39,14 @@ class RankedDecision:
     shadows: tuple[PolicyChoice, ...]
 
 
+class Scorer(Protocol):
+    """Scores a decision: in process (`PolicyRegistry`) or in a `tipwise ml-serve` process."""
+
+    def decide(
+        self, *, context: Features, candidates: Sequence[Features], seed: int, explore: bool = True
+    ) -> RankedDecision: ...
+
+
 def copy_policy(policy: Policy, spec: PolicySpec, features: FeatureSpec) -> Policy:
     """Return an independent copy of `policy` (same spec, same learned state)."""
     clone = build_policy(spec, features=features)
@@ -34,21 +54,41 @@ def copy_policy(policy: Policy, spec: PolicySpec, features: FeatureSpec) -> Poli
     return clone
 
 
+@dataclass(frozen=True)
+class _Published:
+    model: Policy
+    learned_until: datetime | None
+
+
 class PolicyRegistry:
     """Serves decisions from the current model of every named policy.
 
     The learner trains its own copies and `publish`es new models here; a
     published model is never mutated again, so a pick in flight on another
-    thread always sees one consistent model.
+    thread always sees one consistent model. `on_first_use` is told, once per
+    published live model, the time of the newest reaction that model learned
+    from: the feedback-to-decision latency.
     """
 
-    def __init__(self, *, specs: Mapping[str, PolicySpec], live: str, features: FeatureSpec) -> None:
+    def __init__(
+        self,
+        *,
+        specs: Mapping[str, PolicySpec],
+        live: str,
+        features: FeatureSpec,
+        on_first_use: Callable[[datetime], None] | None = None,
+    ) -> None:
         if live not in specs:
             raise ValueError(f"live policy {live!r} is not among the configured policies {sorted(specs)}")
         self.features = features
         self.specs = dict(specs)
         self.live = live
-        self._models: dict[str, Policy] = {name: build_policy(spec, features=features) for name, spec in specs.items()}
+        self.versions_of_specs = {name: policy_version(spec) for name, spec in specs.items()}
+        self._published = {
+            name: _Published(build_policy(spec, features=features), None) for name, spec in specs.items()
+        }
+        self._unused: _Published | None = None
+        self._on_first_use = on_first_use
         self._lock = threading.Lock()
 
     @property
@@ -56,37 +96,53 @@ class PolicyRegistry:
         return tuple(name for name in self.specs if name != self.live)
 
     def model(self, name: str) -> Policy:
-        return self._models[name]
+        return self._published[name].model
 
     def versions(self) -> dict[str, int]:
-        return {name: model.version for name, model in self._models.items()}
+        return {name: entry.model.version for name, entry in self._published.items()}
 
-    def publish(self, name: str, model: Policy) -> None:
+    def publish(self, name: str, model: Policy, *, learned_until: datetime | None = None) -> None:
         """Swap in a new model for `name`; the caller must not mutate it afterwards."""
+        entry = _Published(model, learned_until)
         with self._lock:
-            self._models = {**self._models, name: model}
+            self._published = {**self._published, name: entry}
+            if name == self.live and learned_until is not None:
+                self._unused = entry
 
     def decide(
         self, *, context: Features, candidates: Sequence[Features], seed: int, explore: bool = True
     ) -> RankedDecision:
         """Let the live policy pick and every shadow answer on the same input, all from `seed`."""
-        models = self._models
-        live_model = models[self.live]
-        live = PolicyChoice(
-            policy=self.live,
-            model_version=live_model.version,
-            decision=live_model.pick(
-                context=context, candidates=candidates, rng=np.random.default_rng(seed), explore=explore
-            ),
+        published = self._published
+        live_entry = published[self.live]
+        live = self._choice(
+            self.live, live_entry.model, context, candidates, np.random.default_rng(seed), explore=explore
         )
         shadows = tuple(
-            PolicyChoice(
-                policy=name,
-                model_version=models[name].version,
-                decision=models[name].pick(
-                    context=context, candidates=candidates, rng=np.random.default_rng([seed, position]), explore=True
-                ),
-            )
+            self._choice(name, published[name].model, context, candidates, np.random.default_rng([seed, position]))
             for position, name in enumerate(self.shadow_names, start=1)
         )
+        if self._unused is live_entry and self._on_first_use is not None:
+            with self._lock:
+                first = self._unused is live_entry
+                self._unused = None
+            if first and live_entry.learned_until is not None:
+                self._on_first_use(live_entry.learned_until)
         return RankedDecision(live=live, shadows=shadows)
+
+    def _choice(
+        self,
+        name: str,
+        model: Policy,
+        context: Features,
+        candidates: Sequence[Features],
+        rng: np.random.Generator,
+        *,
+        explore: bool = True,
+    ) -> PolicyChoice:
+        return PolicyChoice(
+            policy=name,
+            policy_version=self.versions_of_specs[name],
+            model_version=model.version,
+            decision=model.pick(context=context, candidates=candidates, rng=rng, explore=explore),
+        )
