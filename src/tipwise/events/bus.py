@@ -88,17 +88,14 @@ class EmbeddedBus:
                     batch = repository.read_log(session, after=position, limit=self._batch_size)
                     if not batch:
                         return applied
-                    fresh = [
-                        event
-                        for _, event in batch
-                        if event.type in consumer.event_types
-                        and not repository.seen(session, consumer=consumer.name, event_id=event.id)
-                    ]
+                    wanted = [event for _, event in batch if event.type in consumer.event_types]
+                    done = repository.seen(session, consumer=consumer.name, event_ids=[e.id for e in wanted])
+                    fresh = [event for event in wanted if event.id not in done]
                     if fresh:
                         consumer.apply(session, fresh)
-                        now = self._clock.now()
-                        for event in fresh:
-                            repository.record(session, consumer=consumer.name, event_id=event.id, at=now)
+                        repository.record(
+                            session, consumer=consumer.name, event_ids=[e.id for e in fresh], at=self._clock.now()
+                        )
                     repository.set_consumer_position(session, consumer.name, batch[-1][0])
             except BaseException:
                 consumer.aborted()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
+
+import orjson
 
 from tipwise.kernel.db import WriteSession
 from tipwise.kernel.ids import new_id
@@ -42,12 +43,12 @@ class Event:
         """Return a new event with a fresh id and `data` encoded as the payload."""
         if time.tzinfo is None:
             raise ValueError("event time must be timezone-aware")
-        encoded = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+        encoded = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
         return cls(id=new_id(), type=type, subject=subject, time=time, schema_version=schema_version, payload=encoded)
 
     def data(self) -> dict[str, Any]:
         """Return the decoded payload."""
-        decoded: dict[str, Any] = json.loads(self.payload)
+        decoded: dict[str, Any] = orjson.loads(self.payload)
         return decoded
 
 

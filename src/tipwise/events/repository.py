@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tipwise.events.contracts import Event
@@ -82,12 +82,17 @@ def set_consumer_position(session: Session, consumer: str, position: int) -> Non
         row.position = position
 
 
-def seen(session: Session, *, consumer: str, event_id: UUID) -> bool:
-    return session.get(TrackingRow, (consumer, event_id)) is not None
+def seen(session: Session, *, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Return which of `event_ids` the consumer has already applied."""
+    query = select(TrackingRow.event_id).where(TrackingRow.consumer == consumer, TrackingRow.event_id.in_(event_ids))
+    return set(session.scalars(query))
 
 
-def record(session: Session, *, consumer: str, event_id: UUID, at: datetime) -> None:
-    session.add(TrackingRow(consumer=consumer, event_id=event_id, applied_at=at))
+def record(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: datetime) -> None:
+    if event_ids:
+        session.execute(
+            insert(TrackingRow), [{"consumer": consumer, "event_id": e, "applied_at": at} for e in event_ids]
+        )
 
 
 def events_about(session: Session, subject: str) -> list[Event]:

@@ -36,7 +36,7 @@ from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.logging import get_logger
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import repository
-from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
+from tipwise.ml.pipelines.models import ModelRow
 from tipwise.ml.pipelines.rewards import RewardMap
 from tipwise.ml.serving import (
     FeatureSpec,
@@ -118,6 +118,10 @@ def join(
     return outcome
 
 
+def _instance_id(event: events.Event) -> UUID:
+    return UUID(event.data()["tip_instance_id"])
+
+
 def _example(pending: Pending, reward: float) -> LoggedReward:
     return LoggedReward(shared=pending.shared, action=pending.action, propensity=pending.propensity, reward=reward)
 
@@ -196,33 +200,50 @@ class Learner:
     # -- consumer protocol -----------------------------------------------------
 
     def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
-        def remember(pending: Pending) -> None:
-            repository.add_pending(
-                session,
-                PendingDecisionRow(
-                    tip_instance_id=pending.tip_instance_id,
-                    decided_at=pending.decided_at,
-                    feature_spec=self._registry.features.name,
-                    shared=pending.shared,
-                    action=pending.action,
-                    propensity=pending.propensity,
-                ),
-            )
-            session.flush()
-
-        def take(tip_instance_id: UUID) -> Pending | None:
-            row = repository.take_pending(session, tip_instance_id)
-            if row is None:
-                return None
-            return Pending(
+        # One query loads every stored decision the batch may refer to; decisions made and
+        # rewarded within the batch never touch the table; the rest is written in bulk.
+        referenced = {_instance_id(event) for event in batch}
+        stored = {
+            key: Pending(
                 tip_instance_id=row.tip_instance_id,
                 decided_at=row.decided_at,
                 shared=row.shared,
                 action=row.action,
                 propensity=row.propensity,
             )
+            for key, row in repository.pending(session, referenced).items()
+        }
+        fresh: dict[UUID, Pending] = {}
+        taken: list[UUID] = []
+
+        def remember(pending: Pending) -> None:
+            if pending.tip_instance_id not in stored:
+                fresh.setdefault(pending.tip_instance_id, pending)
+
+        def take(tip_instance_id: UUID) -> Pending | None:
+            found = fresh.pop(tip_instance_id, None)
+            if found is None:
+                found = stored.pop(tip_instance_id, None)
+                if found is not None:
+                    taken.append(tip_instance_id)
+            return found
 
         outcome = join(batch, rewards=self._rewards, remember=remember, take=take)
+        repository.remove_pending(session, taken)
+        repository.add_pending(
+            session,
+            [
+                {
+                    "tip_instance_id": p.tip_instance_id,
+                    "decided_at": p.decided_at,
+                    "feature_spec": self._registry.features.name,
+                    "shared": p.shared,
+                    "action": p.action,
+                    "propensity": p.propensity,
+                }
+                for p in fresh.values()
+            ],
+        )
         if outcome.late:
             self._metrics.late_rewards.inc(outcome.late)
             log.info("late_rewards_ignored", count=outcome.late)

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
 
 
-def add_pending(session: Session, row: PendingDecisionRow) -> None:
-    if session.get(PendingDecisionRow, row.tip_instance_id) is None:
-        session.add(row)
+def pending(session: Session, tip_instance_ids: Collection[UUID]) -> dict[UUID, PendingDecisionRow]:
+    if not tip_instance_ids:
+        return {}
+    query = select(PendingDecisionRow).where(PendingDecisionRow.tip_instance_id.in_(tip_instance_ids))
+    return {row.tip_instance_id: row for row in session.scalars(query)}
 
 
-def take_pending(session: Session, tip_instance_id: UUID) -> PendingDecisionRow | None:
-    row = session.get(PendingDecisionRow, tip_instance_id)
-    if row is not None:
-        session.delete(row)
-    return row
+def add_pending(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    if rows:
+        session.execute(insert(PendingDecisionRow), list(rows))
+
+
+def remove_pending(session: Session, tip_instance_ids: Collection[UUID]) -> None:
+    if tip_instance_ids:
+        session.execute(delete(PendingDecisionRow).where(PendingDecisionRow.tip_instance_id.in_(tip_instance_ids)))
 
 
 def expired(session: Session, *, decided_before: datetime, limit: int) -> list[UUID]:

@@ -53,9 +53,21 @@ class FeatureSpec:
         return _dense(shared, self._shared_index, len(self.shared), "shared")
 
     def action_matrix(self, actions: Sequence[Mapping[str, float]]) -> Matrix:
+        # One fancy-indexed assignment for all rows: far cheaper than a numpy call per row.
+        index = self._action_index
+        rows: list[int] = []
+        cols: list[int] = []
+        values: list[float] = []
+        try:
+            for row, features in enumerate(actions):
+                for name, value in features.items():
+                    cols.append(index[name])
+                    rows.append(row)
+                    values.append(value)
+        except KeyError as exc:
+            raise KeyError(f"unknown action feature {exc.args[0]!r}") from None
         out = np.zeros((len(actions), len(self.action)))
-        for row, features in enumerate(actions):
-            out[row] = _dense(features, self._action_index, len(self.action), "action")
+        out[rows, cols] = values
         return out
 
     def matrix(self, shared: Mapping[str, float], actions: Sequence[Mapping[str, float]]) -> Matrix:

@@ -70,7 +70,14 @@ class Context:
 
 
 class FeatureAssembler:
-    """Builds the decision context from the local time, the person's history and the candidates."""
+    """Builds the decision context from the local time, the person's history and the candidates.
+
+    A tip's own features never change, so they are computed once per tip and
+    reused; the person's features are computed once per category.
+    """
+
+    def __init__(self) -> None:
+        self._static: dict[Tip, dict[str, float]] = {}
 
     def assemble(self, *, local_now: datetime, history: Sequence[PastShow], tips: Sequence[Tip]) -> Context:
         moment = time_of_day(local_now)
@@ -81,19 +88,29 @@ class FeatureAssembler:
         if not weekend and 9 <= local_now.hour < 17:
             shared["work_hours"] = 1.0
         stats = category_stats(history)
-        actions = {tip.id: self._action(tip, moment, stats.get(tip.category, CategoryStats())) for tip in tips}
+        personal = {category: self._personal(stats.get(category, CategoryStats())) for category in _CATEGORIES}
+        actions = {}
+        for tip in tips:
+            features = {**self._static_features(tip), **personal[tip.category]}
+            if moment in tip.times_of_day:
+                features["fits_time_of_day"] = 1.0
+            actions[tip.id] = features
         return Context(shared=shared, actions=actions)
 
+    def _static_features(self, tip: Tip) -> dict[str, float]:
+        features = self._static.get(tip)
+        if features is None:
+            features = {
+                f"category={tip.category}": 1.0,
+                f"effort={tip.effort}": 1.0,
+                "minutes": round(math.log1p(min(tip.minutes, MAX_MINUTES)) / math.log1p(MAX_MINUTES), 6),
+            }
+            self._static[tip] = features
+        return features
+
     @staticmethod
-    def _action(tip: Tip, moment: TimeOfDay, stats: CategoryStats) -> dict[str, float]:
-        features = {
-            f"category={tip.category}": 1.0,
-            f"effort={tip.effort}": 1.0,
-            "minutes": round(math.log1p(min(tip.minutes, MAX_MINUTES)) / math.log1p(MAX_MINUTES), 6),
-            "user_category_shown": round(math.log1p(stats.shown) / 5.0, 6),
-        }
-        if moment in tip.times_of_day:
-            features["fits_time_of_day"] = 1.0
+    def _personal(stats: CategoryStats) -> dict[str, float]:
+        features = {"user_category_shown": round(math.log1p(stats.shown) / 5.0, 6)}
         for reaction in _REACTIONS:
             rate = stats.rate(reaction)
             if rate:

@@ -1,0 +1,308 @@
+"""`tipwise bench decide`: decision latency, a whole decision with persistence, and learner throughput.
+
+Every figure comes from the same run on the same machine, so ratios between
+them are meaningful even when the machine is noisy.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+
+from tipwise.bench.common import Result, console, latency_result, print_table, progress, time_calls, write_json
+from tipwise.ml.serving import (
+    EpsilonGreedySpec,
+    Features,
+    FeatureSpec,
+    LinUCBSpec,
+    LoggedReward,
+    Policy,
+    PolicySpec,
+    UniformSpec,
+    build_policy,
+)
+
+BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp database
+if TYPE_CHECKING:
+    from tipwise.settings import Settings
+
+SHARED_DIM = 32
+ACTION_DIM = 8
+WARM_EXAMPLES = 1000
+
+
+def register(app: typer.Typer) -> None:
+    app.command("decide")(decide)
+
+
+def decide(
+    iterations: Annotated[int, typer.Option(help="Timed calls per latency figure.")] = 3000,
+    decisions: Annotated[int, typer.Option(help="Whole decisions (with persistence) to time.")] = 1000,
+    rewards: Annotated[int, typer.Option(help="Rewards on the log for the learner throughput figure.")] = 20000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+) -> None:
+    """Time `pick` next to Vowpal Wabbit, a whole in-process decision, and the learner."""
+    results: list[Result] = []
+    results += pick_latency(iterations=iterations)
+    results += tips_latency(iterations=iterations)
+    results += whole_decision(decisions=decisions)
+    results += learner_throughput(rewards=rewards)
+    print_table("tipwise bench decide", results)
+    if json_path is not None:
+        write_json(json_path, "decide", results)
+
+
+# -- pick on a reference input ---------------------------------------------------
+
+
+def reference_spec() -> FeatureSpec:
+    """32 dense context features, 8 per action, and action x context crosses (VW's `-q sa`)."""
+    action = tuple(f"a{j}" for j in range(ACTION_DIM))
+    return FeatureSpec(
+        name="bench.reference",
+        shared=tuple(f"s{i}" for i in range(SHARED_DIM)),
+        action=action,
+        action_cross=action,
+        normalize=True,
+    )
+
+
+def reference_input(rng: np.random.Generator, k: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+    context = {f"s{i}": float(v) for i, v in enumerate(rng.normal(size=SHARED_DIM))}
+    candidates = [{f"a{j}": float(v) for j, v in enumerate(rng.normal(size=ACTION_DIM))} for _ in range(k)]
+    return context, candidates
+
+
+def _warm(policy: Policy, rng: np.random.Generator) -> None:
+    examples = []
+    for _ in range(WARM_EXAMPLES):
+        context, candidates = reference_input(rng, 1)
+        examples.append(
+            LoggedReward(shared=context, action=candidates[0], propensity=0.5, reward=float(rng.random() < 0.3))
+        )
+    policy.learn(examples)
+
+
+def pick_latency(*, iterations: int) -> list[Result]:
+    spec = reference_spec()
+    policies: dict[str, PolicySpec] = {
+        "uniform": UniformSpec(),
+        "epsilon_greedy": EpsilonGreedySpec(),
+        "linucb": LinUCBSpec(),
+    }
+    results = []
+    with progress() as bar:
+        task = bar.add_task("pick latency", total=2 * (len(policies) + 1))
+        for k in (10, 100):
+            rng = np.random.default_rng(k)
+            context, candidates = reference_input(rng, k)
+            for name, policy_spec in policies.items():
+                policy = build_policy(policy_spec, features=spec)
+                _warm(policy, np.random.default_rng(1))
+                pick_rng = np.random.default_rng(7)
+                samples, seconds = time_calls(
+                    partial(policy.pick, context=context, candidates=candidates, rng=pick_rng), iterations=iterations
+                )
+                results.append(latency_result(f"pick {name} k={k}", samples, seconds=seconds, k=k, dim=spec.dim))
+                bar.advance(task)
+            results.append(_vw_latency(context, candidates, iterations=iterations))
+            bar.advance(task)
+    return results
+
+
+def _vw_latency(context: Features, candidates: list[dict[str, float]], *, iterations: int) -> Result:
+    from vowpalwabbit import pyvw
+
+    workspace = pyvw.Workspace("--cb_explore_adf --quiet -q sa --cb_type mtr --epsilon 0.05 --random_seed 1")
+    rng = np.random.default_rng(1)
+    shared_line = "shared |s " + " ".join(f"{n}:{v:.6f}" for n, v in context.items())
+    for _ in range(WARM_EXAMPLES // 10):
+        lines = [shared_line] + ["|a " + " ".join(f"{n}:{v:.6f}" for n, v in c.items()) for c in candidates]
+        chosen = int(rng.integers(len(candidates)))
+        lines[chosen + 1] = f"0:{-float(rng.random() < 0.3)}:{1 / len(candidates)} " + lines[chosen + 1]
+        workspace.learn(lines)
+
+    def predict() -> int:
+        lines = [shared_line] + ["|a " + " ".join(f"{n}:{v:.6f}" for n, v in c.items()) for c in candidates]
+        pmf = np.asarray(workspace.predict(lines), dtype=np.float64)
+        return int(np.searchsorted(np.cumsum(pmf), rng.random() * pmf.sum(), side="right"))
+
+    samples, seconds = time_calls(predict, iterations=iterations)
+    workspace.finish()
+    return latency_result(f"vw predict+sample k={len(candidates)}", samples, seconds=seconds, k=len(candidates))
+
+
+# -- the real tip features ---------------------------------------------------------
+
+
+def tips_latency(*, iterations: int) -> list[Result]:
+    """Pick over Tipwise's own features (all 90 tips and the first 10), live alone and with shadows."""
+    from tipwise.advice import DEFAULT_LIBRARY, load_library
+    from tipwise.ml.serving import PolicyRegistry, PolicySettings
+    from tipwise.recommender import FEATURE_SPEC
+    from tipwise.recommender.domain.features import FeatureAssembler
+
+    tips = load_library(DEFAULT_LIBRARY).tips
+    settings = PolicySettings()
+    registry = PolicyRegistry(specs=settings.specs(), live=settings.live, features=FEATURE_SPEC)
+    local = datetime(2026, 3, 3, 10, 30, tzinfo=UTC)
+    results = []
+    for k in (10, len(tips)):
+        context = FeatureAssembler().assemble(local_now=local, history=[], tips=tips[:k])
+        candidates = [context.actions[t.id] for t in tips[:k]]
+        live = registry.model(registry.live)
+        rng = np.random.default_rng(3)
+        samples, seconds = time_calls(
+            partial(live.pick, context=context.shared, candidates=candidates, rng=rng), iterations=iterations
+        )
+        results.append(latency_result(f"tips pick {registry.live} k={k}", samples, seconds=seconds, k=k))
+        samples, seconds = time_calls(
+            partial(registry.decide, context=context.shared, candidates=candidates, seed=11), iterations=iterations
+        )
+        results.append(latency_result(f"tips live+shadows k={k}", samples, seconds=seconds, k=k))
+    return results
+
+
+def _bench_settings(data_dir: Path) -> Settings:
+    from tipwise.settings import Settings
+
+    return Settings(data_dir=data_dir, secret_key=secrets.token_urlsafe(32), embedded_worker=False)
+
+
+# -- a whole decision ----------------------------------------------------------------
+
+
+def whole_decision(*, decisions: int) -> list[Result]:
+    """Candidates, features, pick and the persisted TipInstance + outbox row, on SQLite, in process."""
+    from tipwise import migrations
+    from tipwise.auth import AuthSettings
+    from tipwise.bootstrap import build
+    from tipwise.kernel.clock import FakeClock
+    from tipwise.kernel.db import Database
+
+    with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp:
+        settings = _bench_settings(Path(tmp))
+        db = Database.connect(settings.sqlalchemy_url)
+        migrations.upgrade(db)
+        db.dispose()
+        clock = FakeClock(datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+        container = build(
+            settings, clock=clock, auth_settings=AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64)
+        )
+        try:
+            users = [container.auth.register(email=f"b{i}@bench.test", password=BENCH_PASSWORD).id for i in range(50)]
+            samples = np.empty(decisions, dtype=np.int64)
+            started = time.perf_counter()
+            with progress() as bar:
+                task = bar.add_task("whole decisions", total=decisions)
+                for n in range(decisions):
+                    user = users[n % len(users)]
+                    begin = time.perf_counter_ns()
+                    container.recommender.next_tip(user_id=user)
+                    samples[n] = time.perf_counter_ns() - begin
+                    if n % len(users) == len(users) - 1:
+                        clock.advance(timedelta(minutes=20))
+                    bar.advance(task)
+            return [latency_result("whole decision (SQLite)", samples, seconds=time.perf_counter() - started)]
+        finally:
+            container.close()
+
+
+# -- learner throughput ----------------------------------------------------------------
+
+
+def learner_throughput(*, rewards: int) -> list[Result]:
+    """Rewards joined and learned per second from the event log: the learner, and a pure replay."""
+    from tipwise import events, migrations
+    from tipwise.advice import DEFAULT_LIBRARY, load_library
+    from tipwise.auth import AuthSettings
+    from tipwise.bootstrap import build
+    from tipwise.kernel.clock import FakeClock
+    from tipwise.kernel.db import Database
+    from tipwise.kernel.ids import new_id
+    from tipwise.ml.pipelines import replay
+    from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, Reaction, TipDecided
+    from tipwise.recommender.domain.features import FeatureAssembler
+
+    tips = load_library(DEFAULT_LIBRARY).tips
+    now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips)
+    reactions = list(Reaction)
+    with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp:
+        settings = _bench_settings(Path(tmp))
+        db = Database.connect(settings.sqlalchemy_url)
+        migrations.upgrade(db)
+        db.dispose()
+        container = build(
+            settings, clock=FakeClock(now), auth_settings=AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64)
+        )
+        try:
+            user = new_id()
+            with progress() as bar:
+                task = bar.add_task("writing the log", total=rewards)
+                for start in range(0, rewards, 1000):
+                    with container.db.write() as session:
+                        for n in range(start, min(start + 1000, rewards)):
+                            tip = tips[n % len(tips)]
+                            instance = new_id()
+                            decided = TipDecided(
+                                tip_instance_id=instance,
+                                user_id=user,
+                                tip_id=tip.id,
+                                policy="linucb",
+                                model_version=0,
+                                feature_spec=FEATURE_SPEC.name,
+                                shared=context.shared,
+                                action=context.actions[tip.id],
+                                propensity=0.05,
+                                decided_at=now,
+                            )
+                            reaction = FeedbackReaction(
+                                tip_instance_id=instance, user_id=user, reaction=reactions[n % 4], reacted_at=now
+                            )
+                            for kind, data in (
+                                (events.TIP_DECIDED, decided.to_data()),
+                                (events.FEEDBACK_REACTION, reaction.to_data()),
+                            ):
+                                events.publish(
+                                    session, events.Event.create(type=kind, subject=str(user), time=now, data=data)
+                                )
+                    container.bus.relay()
+                    bar.advance(task, min(1000, rewards - start))
+            started = time.perf_counter()
+            container.worker.run_once()
+            learner_seconds = time.perf_counter() - started
+            log = list(container.bus.read())
+            started = time.perf_counter()
+            replay(log, specs=container.registry.specs, features=FEATURE_SPEC, rewards=container.learner.reward_map)
+            replay_seconds = time.perf_counter() - started
+        finally:
+            container.close()
+    policies = len(container.registry.specs)
+    console.print(f"learner: {rewards} rewards x {policies} policies in {learner_seconds:.2f} s")
+    return [
+        Result(
+            name="learner rewards/s (SQLite log)",
+            mean=rewards / learner_seconds,
+            std=0.0,
+            seconds=learner_seconds,
+            unit="1/s",
+            extra={"policies": policies},
+        ),
+        Result(
+            name="replay rewards/s (in memory)",
+            mean=rewards / replay_seconds,
+            std=0.0,
+            seconds=replay_seconds,
+            unit="1/s",
+            extra={"policies": policies},
+        ),
+    ]

@@ -1,0 +1,45 @@
+"""The app as `tipwise bench http` serves it: the real app plus a hello-world route, one uvicorn worker.
+
+Usage: python -m tipwise.bench.http_server PORT USERS TOKENS_FILE
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from tipwise import migrations
+from tipwise.app import create_app
+from tipwise.bootstrap import build
+from tipwise.kernel.db import Database
+from tipwise.kernel.logging import configure_logging
+from tipwise.settings import Settings
+
+BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp database
+
+
+def main(port: int, users: int, tokens_file: Path) -> None:
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt="json")
+    db = Database.connect(settings.sqlalchemy_url)
+    migrations.upgrade(db)
+    db.dispose()
+    container = build(settings)
+    tokens = []
+    for n in range(users):
+        account = container.auth.register(email=f"load{n}@bench.test", password=BENCH_PASSWORD)
+        tokens.append(container.auth.issue_token(account=account))
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    app = create_app(container)
+
+    @app.post("/bench/hello", include_in_schema=False)
+    def hello() -> dict[str, bool]:
+        return {"ok": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))
