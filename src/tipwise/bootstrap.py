@@ -16,13 +16,16 @@ from tipwise.events import EmbeddedBus, Worker
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database
 from tipwise.kernel.errors import ConfigurationError
+from tipwise.kernel.logging import get_logger
 from tipwise.kernel.metrics import Metrics
-from tipwise.ml.pipelines import Learner, LearnerSettings
+from tipwise.ml.pipelines import Learner, LearnerSettings, current_live_policy
 from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry, PolicySettings
 from tipwise.profile import ProfileFacade
 from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderSettings
 from tipwise.recommender.facade import random_seed
 from tipwise.settings import Settings
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,10 +92,16 @@ def build(
     def observe_feedback_latency(learned_until: datetime) -> None:
         metrics.feedback_to_decision.observe(max((clock.now() - learned_until).total_seconds(), 0.0))
 
+    live = policy_settings.live
+    promoted = current_live_policy(db)
+    if promoted is not None and promoted in policy_settings.specs():
+        live = promoted
+    elif promoted is not None:
+        log.warning("promotion_ignored", policy=promoted, reason="not among the configured policies", live=live)
     try:
         registry = PolicyRegistry(
             specs=policy_settings.specs(),
-            live=policy_settings.live,
+            live=live,
             features=FEATURE_SPEC,
             on_first_use=observe_feedback_latency,
         )

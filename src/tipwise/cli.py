@@ -18,13 +18,15 @@ advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=T
 app.add_typer(advice_app, name="advice")
 
 
-def _add_bench() -> None:
+def _add_groups() -> None:
     from tipwise.bench.cli import bench_app
+    from tipwise.ml.pipelines.commands import register as register_evaluation
 
     app.add_typer(bench_app, name="bench")
+    register_evaluation(app)
 
 
-_add_bench()
+_add_groups()
 
 
 @app.callback()

@@ -1,7 +1,67 @@
-"""Learning: the online learner and the reward map."""
+"""Learning: the online learner, the reward map, off-policy evaluation and the promotion gate."""
 
+from tipwise.ml.pipelines.evaluation import (
+    DR,
+    IPS,
+    SNIPS,
+    Estimate,
+    Estimator,
+    LoggedRound,
+    cross_fitted_rewards,
+    sample_mean,
+)
 from tipwise.ml.pipelines.learner import Learner, SnapshotCadence, replay, stored_states
+from tipwise.ml.pipelines.promotions import (
+    GateResult,
+    InvalidPromotion,
+    Promotion,
+    PromotionRefused,
+    current_live_policy,
+    gate,
+    promote,
+    promotion_history,
+)
+from tipwise.ml.pipelines.report import (
+    EvaluationInputs,
+    EvaluationReport,
+    PolicyEvaluation,
+    build_inputs,
+    build_report,
+    evaluate,
+    plot,
+)
 from tipwise.ml.pipelines.rewards import REACTIONS, RewardMap
 from tipwise.ml.pipelines.settings import LearnerSettings
 
-__all__ = ["REACTIONS", "Learner", "LearnerSettings", "RewardMap", "SnapshotCadence", "replay", "stored_states"]
+__all__ = [
+    "DR",
+    "IPS",
+    "REACTIONS",
+    "SNIPS",
+    "Estimate",
+    "Estimator",
+    "EvaluationInputs",
+    "EvaluationReport",
+    "GateResult",
+    "InvalidPromotion",
+    "Learner",
+    "LearnerSettings",
+    "LoggedRound",
+    "PolicyEvaluation",
+    "Promotion",
+    "PromotionRefused",
+    "RewardMap",
+    "SnapshotCadence",
+    "build_inputs",
+    "build_report",
+    "cross_fitted_rewards",
+    "current_live_policy",
+    "evaluate",
+    "gate",
+    "plot",
+    "promote",
+    "promotion_history",
+    "replay",
+    "sample_mean",
+    "stored_states",
+]

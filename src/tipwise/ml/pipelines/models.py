@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, BigInteger, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tipwise.kernel.db import Base, UTCDateTime
@@ -37,3 +37,23 @@ class ModelRow(Base):
     version: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PolicyPromotionRow(Base):
+    """A policy made live, with the evidence it was promoted on; the newest row names the live policy."""
+
+    __tablename__ = "ml_policy_promotion"
+
+    # SQLite only autoincrements an INTEGER PRIMARY KEY; the id orders promotions made in the same instant.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    policy: Mapped[str] = mapped_column(String(64))
+    promoted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # True when the gate refused and `--force` overrode it.
+    forced: Mapped[bool]
+    estimator: Mapped[str] = mapped_column(String(16))
+    # Null when a forced promotion had no evaluable log to compare on.
+    candidate_lower: Mapped[float | None]
+    live_estimate: Mapped[float | None]
+    note: Mapped[str | None] = mapped_column(String(500))
