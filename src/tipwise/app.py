@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from tipwise import __version__, auth, gateway, profile, recommender
 from tipwise.bootstrap import Container
+from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.http import RequestContextMiddleware, install_error_handlers, use_problem_media_type_in_openapi
 from tipwise.kernel.logging import get_logger
 
@@ -50,6 +51,13 @@ def create_app(container: Container) -> FastAPI:
         auth=container.auth,
         profile=container.profile,
         recommender=container.recommender,
+        operations=OperatorView(
+            recommender=container.recommender,
+            rewards=container.learner.reward_map,
+            clock=container.clock,
+            live_policy=lambda: container.registry.live,
+            model_versions=container.registry.versions,
+        ),
         secret_key=container.secret_key,
     )
     return app

@@ -16,6 +16,8 @@ from tipwise.settings import Settings
 app = typer.Typer(help="Tipwise: the right tip at the right moment, learned from how you react.", no_args_is_help=True)
 advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=True)
 app.add_typer(advice_app, name="advice")
+operator_app = typer.Typer(help="Manage operator accounts.", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
 
 
 def _add_groups() -> None:
@@ -146,12 +148,45 @@ def replay() -> None:
     mismatches = 0
     for name, model in rebuilt.items():
         live = stored.get(name)
-        identical = live is not None and same_state(model.state_bytes(), live)
+        # No stored model means nothing was learned yet: the log must not teach anything either.
+        identical = model.version == 0 if live is None else same_state(model.state_bytes(), live)
         mismatches += not identical
-        verdict = "identical" if identical else ("no live model" if live is None else "DIFFERS")
+        verdict = "identical" if identical else "DIFFERS"
         typer.echo(f"{name:<16} rebuilt from log up to position {position}: {model.version} rewards, {verdict}")
     if mismatches:
         _fail(f"{mismatches} model(s) differ from the log")
+
+
+@operator_app.command("grant")
+def operator_grant(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Give an account the operator role (the /ops pages)."""
+    _set_role(email, operator=True)
+
+
+@operator_app.command("revoke")
+def operator_revoke(email: Annotated[str, typer.Argument(help="The account's email.")]) -> None:
+    """Take the operator role away from an account."""
+    _set_role(email, operator=False)
+
+
+def _set_role(email: str, *, operator: bool) -> None:
+    from tipwise.auth import Role
+    from tipwise.bootstrap import build
+    from tipwise.kernel.errors import NotFound
+
+    try:
+        container = build(_settings())
+    except ConfigurationError as exc:
+        _fail(exc.detail)
+        return
+    try:
+        account = container.auth.set_role(email=email, role=Role.OPERATOR if operator else Role.USER)
+    except NotFound as exc:
+        _fail(exc.detail)
+        return
+    finally:
+        container.close()
+    typer.echo(f"{account.email} is now {account.role.value} (takes effect at their next sign-in)")
 
 
 @advice_app.command("check")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tipwise.auth import Role
 from tipwise.bootstrap import Container
+from tipwise.kernel.clock import FakeClock
+from tipwise.recommender import FeedbackRequest, Reaction
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 INSTANCE = re.compile(r'hx-post="/web/tips/([0-9a-f-]{36})/reaction"')
@@ -120,3 +124,50 @@ class TestWebPages:
         )
         assert right.status_code == 303
         assert "Give me a tip" in client.get("/").text
+
+
+class TestOperatorPages:
+    def _simulate(self, container: Container, clock: FakeClock, decisions: int) -> None:
+        user = container.auth.register(email="sim@example.com", password="a long password").id
+        for n in range(decisions):
+            decision = container.recommender.next_tip(user_id=user)
+            assert decision is not None
+            reaction = Reaction.DONE if decision.tip.category == "movement" else Reaction.DISMISS
+            container.recommender.record_feedback(
+                user_id=user,
+                request=FeedbackRequest(
+                    tip_instance_id=decision.tip_instance_id, reaction=reaction, idempotency_key=f"k{n}"
+                ),
+            )
+            container.worker.run_once()
+            clock.advance(timedelta(minutes=41))
+
+    def test_people_without_the_operator_role_are_refused(self, client: TestClient) -> None:
+        assert client.get("/ops", follow_redirects=False).headers["location"] == "/signin"
+        _sign_up(client)
+        refused = client.get("/ops")
+        assert refused.status_code == 403
+        assert "Operators only" in refused.text
+        assert client.get("/ops/rewards.png").status_code == 403
+
+    def test_an_operator_sees_the_evaluation_and_the_learning_curves(
+        self, client: TestClient, container: Container, clock: FakeClock
+    ) -> None:
+        self._simulate(container, clock, decisions=60)
+        _sign_up(client, "ops@example.com")
+        container.auth.set_role(email="ops@example.com", role=Role.OPERATOR)
+        token = _csrf(client.get("/signin").text)
+        client.post("/signin", data={"email": "ops@example.com", "password": "a long password", "csrf_token": token})
+
+        page = client.get("/ops")
+        assert page.status_code == 200
+        assert "Live policy: <strong>linucb</strong>" in page.text
+        for policy in ("linucb", "epsilon_greedy", "random"):
+            assert f"<td>{policy}" in page.text
+        assert ">DR</th>" in page.text
+        assert 'href="/ops"' in page.text
+        for image in ("/ops/evaluation.png", "/ops/rewards.png"):
+            response = client.get(image)
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "image/png"
+            assert response.content.startswith(b"\x89PNG")

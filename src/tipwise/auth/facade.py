@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from tipwise.auth.contracts import Account, Principal
+from tipwise.auth.contracts import Account, Principal, Role
 from tipwise.auth.service import AccountService, TokenService
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
@@ -32,6 +32,11 @@ class AuthFacade:
         """Return the account for these credentials; raises `Unauthorized` otherwise."""
         with self._db.read() as session:
             return self._accounts.authenticate(session, email=email, password=password)
+
+    def set_role(self, *, email: str, role: Role) -> Account:
+        """Give the account with `email` the role `role`; raises NotFound for an unknown email."""
+        with self._db.write() as session:
+            return self._accounts.set_role(session, email=email, role=role)
 
     def account(self, *, user_id: UUID) -> Account | None:
         with self._db.read() as session:

@@ -14,7 +14,7 @@ from tipwise.auth.contracts import Account, Principal, Role
 from tipwise.auth.models import UserRow
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import ReadSession, WriteSession
-from tipwise.kernel.errors import Conflict, Unauthorized
+from tipwise.kernel.errors import Conflict, NotFound, Unauthorized
 from tipwise.kernel.ids import new_id
 
 ISSUER = "tipwise"
@@ -54,6 +54,13 @@ class AccountService:
             row = None
         if row is None:
             raise Unauthorized("email or password is wrong")
+        return _account(row)
+
+    def set_role(self, session: WriteSession, *, email: str, role: Role) -> Account:
+        row = repository.by_email(session, normalize_email(email))
+        if row is None:
+            raise NotFound(f"no account with the email {normalize_email(email)!r}")
+        row.role = role.value
         return _account(row)
 
     def get(self, session: ReadSession, user_id: UUID) -> Account | None:

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
-from tipwise.auth import AuthFacade, RegisterRequest
+from tipwise.auth import AuthFacade, RegisterRequest, Role
+from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.errors import Conflict, TipwiseError, Unauthorized
 from tipwise.profile import PreferencesPatch, ProfileFacade, validate_timezone
 from tipwise.recommender import FeedbackRequest, Reaction, RecommenderFacade
@@ -74,6 +75,7 @@ def _user_id(request: Request) -> UUID | None:
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("signed_in", _user_id(request) is not None)
+    context.setdefault("operator", request.session.get("role") == Role.OPERATOR.value)
     return templates.TemplateResponse(request, name, {"csrf": csrf_token(request), **context}, status_code=status_code)
 
 
@@ -87,6 +89,7 @@ def mount(
     auth: AuthFacade,
     profile: ProfileFacade,
     recommender: RecommenderFacade,
+    operations: OperatorView,
     secret_key: str,
 ) -> None:
     """Add the web pages, their static files and the session cookie to `app`."""
@@ -99,6 +102,7 @@ def mount(
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_router(auth=auth, profile=profile, recommender=recommender))
+    app.include_router(_operations_router(auth=auth, operations=operations))
 
 
 def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: RecommenderFacade) -> APIRouter:
@@ -149,7 +153,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             account = auth.authenticate(email=email, password=password)
         except Unauthorized as exc:
             return _render(request, "signin.html", 401, email=email, error=exc.detail)
-        _start_session(request, account.id)
+        _start_session(request, account.id, account.role)
         return RedirectResponse("/", status_code=303)
 
     @router.post("/signout")
@@ -231,8 +235,47 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
     return router
 
 
-def _start_session(request: Request, user_id: UUID) -> None:
+def _operations_router(*, auth: AuthFacade, operations: OperatorView) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def operator(request: Request) -> Response | None:
+        """Return a response refusing the request, or None when the caller is an operator."""
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        account = auth.account(user_id=user_id)
+        if account is None or account.role is not Role.OPERATOR:
+            return _render(request, "forbidden.html", 403)
+        return None
+
+    @router.get("/ops", response_model=None)
+    def ops(request: Request) -> Response:
+        refused = operator(request)
+        return refused or _render(request, "ops.html", **operations.summary())
+
+    @router.get("/ops/evaluation.png", response_model=None)
+    def evaluation_png(request: Request) -> Response:
+        refused = operator(request)
+        if refused is not None:
+            return refused
+        image = operations.evaluation_png()
+        if image is None:
+            return Response(status_code=204)
+        return Response(image, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @router.get("/ops/rewards.png", response_model=None)
+    def rewards_png(request: Request) -> Response:
+        refused = operator(request)
+        return refused or Response(
+            operations.rewards_png(), media_type="image/png", headers={"Cache-Control": "no-store"}
+        )
+
+    return router
+
+
+def _start_session(request: Request, user_id: UUID, role: Role = Role.USER) -> None:
     # A fresh session (and CSRF token) at sign-in prevents session fixation.
     request.session.clear()
     request.session["uid"] = str(user_id)
+    request.session["role"] = role.value
     csrf_token(request)

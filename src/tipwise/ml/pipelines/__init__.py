@@ -25,10 +25,14 @@ from tipwise.ml.pipelines.report import (
     EvaluationInputs,
     EvaluationReport,
     PolicyEvaluation,
+    RewardHistory,
     build_inputs,
     build_report,
     evaluate,
     plot,
+    render_png,
+    render_reward_history_png,
+    reward_history,
 )
 from tipwise.ml.pipelines.rewards import REACTIONS, RewardMap
 from tipwise.ml.pipelines.settings import LearnerSettings
@@ -50,6 +54,7 @@ __all__ = [
     "PolicyEvaluation",
     "Promotion",
     "PromotionRefused",
+    "RewardHistory",
     "RewardMap",
     "SnapshotCadence",
     "build_inputs",
@@ -61,7 +66,10 @@ __all__ = [
     "plot",
     "promote",
     "promotion_history",
+    "render_png",
+    "render_reward_history_png",
     "replay",
+    "reward_history",
     "sample_mean",
     "stored_states",
 ]

@@ -13,10 +13,11 @@ snapshot of every candidate (train/serve parity), never a recomputation.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,13 @@ def _on_policy(inputs: EvaluationInputs, *, live: str, confidence: float) -> Est
 
 def plot(report: EvaluationReport, path: Path) -> Path:
     """Draw every policy's estimates with their intervals, one marker per estimator, into a PNG at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(render_png(report))
+    return path
+
+
+def render_png(report: EvaluationReport) -> bytes:
+    """Return the plot of `plot` as PNG bytes (for the operator page)."""
     # Import here: matplotlib is slow to import and only this command draws.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -313,6 +321,56 @@ def plot(report: EvaluationReport, path: Path) -> Path:
     axes.set_title(f"Off-policy evaluation: {report.n} decisions, {report.confidence:.0%} intervals", fontsize="medium")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardHistory:
+    """What the live policies earned: per day, and as a running average over decisions."""
+
+    days: tuple[date, ...]
+    daily_mean: tuple[float, ...]
+    daily_n: tuple[int, ...]
+    running_mean: tuple[float, ...]
+
+
+def reward_history(decisions: Sequence[LoggedDecision], *, rewards: RewardMap, now: datetime) -> RewardHistory:
+    """Summarize the settled rewards of logged decisions by day and as a learning curve."""
+    settled = [(d.decided_at, r) for d in decisions if (r := reward_of(d, rewards=rewards, now=now)) is not None]
+    by_day: dict[date, list[float]] = {}
+    for decided_at, reward in settled:
+        by_day.setdefault(decided_at.date(), []).append(reward)
+    days = tuple(sorted(by_day))
+    values = np.array([reward for _, reward in settled], dtype=np.float64)
+    running = np.cumsum(values) / np.arange(1, values.size + 1) if values.size else values
+    return RewardHistory(
+        days=days,
+        daily_mean=tuple(float(np.mean(by_day[day])) for day in days),
+        daily_n=tuple(len(by_day[day]) for day in days),
+        running_mean=tuple(float(v) for v in running),
+    )
+
+
+def render_reward_history_png(history: RewardHistory) -> bytes:
+    """Return a PNG with the learning curve (running mean reward) and the mean reward per day."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9.0, 3.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    curve, daily = figure.subplots(1, 2)
+    curve.plot(np.arange(1, len(history.running_mean) + 1), history.running_mean, color="#2f6f5e")
+    curve.set_xlabel("settled decisions")
+    curve.set_ylabel("running mean reward")
+    curve.set_title("Learning curve", fontsize="medium")
+    curve.grid(alpha=0.3)
+    daily.bar([d.isoformat() for d in history.days], history.daily_mean, color="#2f6f5e")
+    daily.set_ylabel("mean reward")
+    daily.set_title("Reward per day (UTC)", fontsize="medium")
+    daily.tick_params(axis="x", labelrotation=45, labelsize="small")
+    daily.grid(axis="y", alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
