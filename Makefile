@@ -9,12 +9,13 @@ export TIPWISE_PORT ?= 8000
 # Debian's chromium drives the browser tests; Playwright never downloads its own.
 export TIPWISE_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help up serve migrate test lint typecheck imports pytest openapi lock system-deps clean
+.PHONY: help up serve migrate test lint typecheck imports pytest openapi lock system-deps bench clean
 
 help:
 	@echo "make up       set up and serve Tipwise on http://$(TIPWISE_HOST):$(TIPWISE_PORT)"
 	@echo "make test     set up and run every check (ruff, mypy, import-linter, pytest incl. OpenAPI drift)"
 	@echo "make openapi  regenerate openapi.json after changing the HTTP API"
+	@echo "make bench    run every benchmark (minutes; writes var/bench-*.json and docs/img/*.png)"
 	@echo "make lock     re-resolve the pinned dependency locks"
 
 $(VENV)/bin/python:
@@ -60,6 +61,14 @@ pytest: $(DEV_STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck imports pytest
+
+bench: $(DEV_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/tipwise bench learn --json var/bench-learn.json --plot docs/img/bench-learn.png
+	$(BIN)/tipwise bench decide --json var/bench-decide.json
+	$(BIN)/tipwise bench http --json var/bench-http.json
 
 openapi: $(APP_STAMP)
 	$(BIN)/tipwise openapi --output openapi.json
