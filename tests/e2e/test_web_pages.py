@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.decisions import shown
 from tipwise.auth import Role
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
@@ -132,7 +133,7 @@ class TestOperatorPages:
         for n in range(decisions):
             decision = container.recommender.next_tip(user_id=user)
             assert decision is not None
-            reaction = Reaction.DONE if decision.tip.category == "movement" else Reaction.DISMISS
+            reaction = Reaction.DONE if shown(decision).category == "movement" else Reaction.DISMISS
             container.recommender.record_feedback(
                 user_id=user,
                 request=FeedbackRequest(

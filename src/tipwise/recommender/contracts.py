@@ -140,11 +140,16 @@ class NextTipRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     explore: bool = Field(default=True, description="False: no exploration for this decision (logged as such).")
+    allow_nothing: bool = Field(
+        default=False,
+        description="Let the policy choose not to send a tip now (for notifiers); the choice is logged and learned.",
+    )
 
 
 class NextTipOut(BaseModel):
     tip_instance_id: UUID
-    tip: TipOut
+    tip: TipOut | None = Field(description="The tip to show; null when the policy chose to send nothing.")
+    send_nothing: bool = False
     policy: str
     model_version: int
     propensity: float = Field(description="Probability with which the live policy chose this tip.")

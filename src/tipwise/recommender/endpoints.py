@@ -23,8 +23,9 @@ def build_router(facade: RecommenderFacade, principal: Callable[..., Any]) -> AP
     def next_tip(
         user: CurrentUser, response: Response, body: Annotated[NextTipRequest | None, Body()] = None
     ) -> NextTipOut | Response:
-        """Decide the tip to show now."""
-        decision = facade.next_tip(user_id=user.user_id, explore=body.explore if body else True)
+        """Decide the tip to show now (`204` when no tip is eligible)."""
+        request = body or NextTipRequest()
+        decision = facade.next_tip(user_id=user.user_id, explore=request.explore, allow_nothing=request.allow_nothing)
         if decision is None:
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         return decision

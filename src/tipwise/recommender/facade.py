@@ -58,12 +58,21 @@ class RecommenderFacade:
             assembler=FeatureAssembler(),
         )
 
-    def next_tip(self, *, user_id: UUID, explore: bool = True) -> NextTipOut | None:
-        """Decide the tip to show now; None when no tip is eligible."""
+    def next_tip(self, *, user_id: UUID, explore: bool = True, allow_nothing: bool = False) -> NextTipOut | None:
+        """Decide the tip to show now; None when no tip is eligible.
+
+        With `allow_nothing` the policy may also choose to send nothing: the
+        answer then has no tip, and the choice is logged and learned like any other.
+        """
         prefs = self._profile.preferences(user_id=user_id)
         with self._db.write() as session:
             decision = self._decisions.decide(
-                session, prefs=prefs, now=self._clock.now(), seed=self._seeds(), explore=explore
+                session,
+                prefs=prefs,
+                now=self._clock.now(),
+                seed=self._seeds(),
+                explore=explore,
+                allow_nothing=allow_nothing,
             )
         if decision is None:
             self._metrics.empty_decisions.inc()

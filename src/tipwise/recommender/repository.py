@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from tipwise.advice import Category
 from tipwise.recommender.domain.candidates import PastShow
+from tipwise.recommender.domain.features import SEND_NOTHING
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.models import FeedbackRow, TipInstanceRow
 
@@ -24,6 +25,7 @@ def history_since(session: Session, *, user_id: UUID, since: datetime) -> list[P
         TipInstanceRow.reacted_at,
     ).where(
         TipInstanceRow.user_id == user_id,
+        TipInstanceRow.tip_id != SEND_NOTHING,
         or_(TipInstanceRow.decided_at >= since, TipInstanceRow.reaction == Reaction.NOT_FOR_ME.value),
     )
     return [
@@ -73,7 +75,7 @@ def decisions_between(session: Session, *, since: datetime | None, until: dateti
 def history_page(
     session: Session, *, user_id: UUID, limit: int, before: tuple[datetime, UUID] | None
 ) -> list[TipInstanceRow]:
-    query = select(TipInstanceRow).where(TipInstanceRow.user_id == user_id)
+    query = select(TipInstanceRow).where(TipInstanceRow.user_id == user_id, TipInstanceRow.tip_id != SEND_NOTHING)
     if before is not None:
         at, instance_id = before
         query = query.where(

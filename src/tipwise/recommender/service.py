@@ -28,7 +28,7 @@ from tipwise.recommender.contracts import (
     TipOut,
 )
 from tipwise.recommender.domain.candidates import CandidateRules, eligible_tips
-from tipwise.recommender.domain.features import FEATURE_SPEC, FeatureAssembler
+from tipwise.recommender.domain.features import FEATURE_SPEC, SEND_NOTHING, FeatureAssembler
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.models import FeedbackRow, TipInstanceRow
 
@@ -42,7 +42,14 @@ class DecisionService:
     assembler: FeatureAssembler
 
     def decide(
-        self, session: WriteSession, *, prefs: Preferences, now: datetime, seed: int, explore: bool
+        self,
+        session: WriteSession,
+        *,
+        prefs: Preferences,
+        now: datetime,
+        seed: int,
+        explore: bool,
+        allow_nothing: bool = False,
     ) -> NextTipOut | None:
         """Pick a tip for the person, persist the decision and its `tip.decided` event; None if nothing fits."""
         user_id = prefs.user_id
@@ -58,19 +65,21 @@ class DecisionService:
         )
         if not tips:
             return None
-        context = self.assembler.assemble(local_now=local_now, history=history, tips=tips)
-        candidates = [context.actions[tip.id] for tip in tips]
+        context = self.assembler.assemble(local_now=local_now, history=history, tips=tips, allow_nothing=allow_nothing)
+        ids = list(context.actions)
+        candidates = list(context.actions.values())
         ranked = self.scorer.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
         live = ranked.live
-        chosen = tips[live.decision.index]
+        chosen_id = ids[live.decision.index]
+        chosen = None if chosen_id == SEND_NOTHING else tips[live.decision.index]
         instance_id = new_id()
         repository.add_instance(
             session,
             TipInstanceRow(
                 id=instance_id,
                 user_id=user_id,
-                tip_id=chosen.id,
-                category=chosen.category.value,
+                tip_id=chosen_id,
+                category=chosen.category.value if chosen else NO_CATEGORY,
                 decided_at=now,
                 policy=live.policy,
                 policy_version=live.policy_version,
@@ -78,14 +87,14 @@ class DecisionService:
                 feature_spec=FEATURE_SPEC.name,
                 context_snapshot=context.snapshot(),
                 propensity=live.decision.propensity,
-                probabilities={tip.id: p for tip, p in zip(tips, live.decision.probabilities, strict=True)},
+                probabilities=dict(zip(ids, live.decision.probabilities, strict=True)),
                 shadows=[
                     {
                         "policy": shadow.policy,
                         "model_version": shadow.model_version,
-                        "action": tips[shadow.decision.index].id,
+                        "action": ids[shadow.decision.index],
                         "propensity": shadow.decision.propensity,
-                        "probabilities": dict(zip((t.id for t in tips), shadow.decision.probabilities, strict=True)),
+                        "probabilities": dict(zip(ids, shadow.decision.probabilities, strict=True)),
                     }
                     for shadow in ranked.shadows
                 ],
@@ -97,12 +106,12 @@ class DecisionService:
         payload = TipDecided(
             tip_instance_id=instance_id,
             user_id=user_id,
-            tip_id=chosen.id,
+            tip_id=chosen_id,
             policy=live.policy,
             model_version=live.model_version,
             feature_spec=FEATURE_SPEC.name,
             shared=context.shared,
-            action=context.actions[chosen.id],
+            action=context.actions[chosen_id],
             propensity=live.decision.propensity,
             decided_at=now,
         )
@@ -112,7 +121,8 @@ class DecisionService:
         )
         return NextTipOut(
             tip_instance_id=instance_id,
-            tip=TipOut.of(chosen),
+            tip=TipOut.of(chosen) if chosen else None,
+            send_nothing=chosen is None,
             policy=live.policy,
             model_version=live.model_version,
             propensity=live.decision.propensity,
@@ -120,6 +130,10 @@ class DecisionService:
             explored=live.decision.explored,
             decided_at=now,
         )
+
+
+# What a "send nothing" decision stores as its category.
+NO_CATEGORY = "none"
 
 
 class IdempotencyKeyReused(Conflict):

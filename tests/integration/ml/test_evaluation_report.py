@@ -20,6 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.conftest import ContainerFactory
+from tests.support.decisions import shown
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.db import Database
@@ -82,7 +83,7 @@ def simulate(container: Container, clock: FakeClock) -> Simulation:
         if step % IGNORE_EVERY == IGNORE_EVERY - 1:
             ignored.add(decision.tip_instance_id)
         else:
-            reaction = Reaction.DONE if decision.tip.category == "movement" else Reaction.DISMISS
+            reaction = Reaction.DONE if shown(decision).category == "movement" else Reaction.DISMISS
             container.recommender.record_feedback(
                 user_id=user,
                 request=FeedbackRequest(

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import ContainerFactory
+from tests.support.decisions import shown
+from tipwise.advice import Category
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
 from tipwise.recommender import FeedbackRequest, NextTipOut, Reaction
@@ -109,7 +111,7 @@ class TestLearningLoop:
         user = _user(container, "snooze@example.com")
         decision = _decide(container, user)
         _react(container, user, decision, Reaction.SNOOZE)
-        snoozed = decision.tip.id
+        snoozed = shown(decision).id
 
         clock.advance(timedelta(minutes=30))
         soon = _decide(container, user)
@@ -126,7 +128,7 @@ class TestLearningLoop:
         clock.advance(timedelta(days=30))
         for _ in range(3):
             later = _decide(container, user)
-            assert decision.tip.id not in _instance(container, later.tip_instance_id).probabilities
+            assert shown(decision).id not in _instance(container, later.tip_instance_id).probabilities
             clock.advance(timedelta(days=7))
 
     def test_a_decision_replays_exactly_from_its_seed_and_model(self, container: Container) -> None:
@@ -162,7 +164,7 @@ class TestSimulatedUser:
         uniform_share: list[float] = []
         for _ in range(400):
             decision = _decide(container, user)
-            is_movement = decision.tip.category == "movement"
+            is_movement = shown(decision).category == "movement"
             _react(container, user, decision, Reaction.DONE if is_movement else Reaction.DISMISS)
             container.worker.run_once()
             candidates = _instance(container, decision.tip_instance_id).probabilities
@@ -203,8 +205,53 @@ class TestDecisionLog:
         done, pending = logged
         assert done.reaction is Reaction.DONE
         assert pending.reaction is None
-        assert done.action == first.tip.id
+        assert done.action == shown(first).id
         assert done.probabilities[done.action] == pytest.approx(done.propensity)
         assert set(done.actions) == set(done.probabilities)
         assert {s.policy for s in done.shadows} == {"epsilon_greedy", "random"}
         assert container.recommender.logged_decisions(since=second.decided_at) == [pending]
+
+
+class TestSendNothing:
+    def test_the_policy_may_choose_to_send_nothing_and_that_choice_is_logged_and_learned(
+        self, make_container: ContainerFactory, clock: FakeClock
+    ) -> None:
+        from tipwise.ml.serving import PolicySettings
+        from tipwise.profile import PreferencesPatch
+
+        container = make_container(policy_settings=PolicySettings(live="random"))
+        user = _user(container, "quiet-hours@example.com")
+        muted = [c for c in Category if c is not Category.FINANCE]
+        container.profile.update_preferences(user_id=user, patch=PreferencesPatch(muted_categories=muted))
+        nothing = None
+        for _ in range(200):
+            decision = container.recommender.next_tip(user_id=user, allow_nothing=True)
+            assert decision is not None
+            if decision.send_nothing:
+                nothing = decision
+                break
+            clock.advance(timedelta(hours=13))
+        assert nothing is not None, "uniform choice over ~11 candidates never chose 'send nothing' in 200 tries"
+        assert nothing.tip is None
+
+        logged = container.recommender.logged_decisions()[-1]
+        assert logged.action == "send-nothing"
+        assert logged.actions["send-nothing"] == {"send_nothing": 1.0}
+        assert logged.probabilities["send-nothing"] == pytest.approx(nothing.propensity)
+        history = container.recommender.history(user_id=user, limit=100).items
+        assert nothing.tip_instance_id not in {item.tip_instance_id for item in history}
+
+        container.worker.run_once()
+        before = container.registry.versions()["linucb"]
+        clock.advance(container.learner.reward_map.wait + timedelta(minutes=1))
+        container.worker.run_once()
+        assert container.registry.versions()["linucb"] > before
+
+    def test_without_allow_nothing_a_tip_is_always_chosen(self, container: Container, clock: FakeClock) -> None:
+        user = _user(container, "always@example.com")
+        for _ in range(20):
+            decision = container.recommender.next_tip(user_id=user)
+            assert decision is not None
+            assert not decision.send_nothing
+            assert "send-nothing" not in _instance(container, decision.tip_instance_id).probabilities
+            clock.advance(timedelta(minutes=30))

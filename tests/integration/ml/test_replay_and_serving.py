@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import ContainerFactory
+from tests.support.decisions import shown
 from tests.support.network import free_port
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
@@ -28,8 +29,8 @@ def _session(container: Container, clock: FakeClock, *, decisions: int, email: s
     for n in range(decisions):
         decision = container.recommender.next_tip(user_id=user)
         assert decision is not None
-        reaction = {"movement": Reaction.DONE, "focus": Reaction.SNOOZE}.get(decision.tip.category, Reaction.DISMISS)
-        if decision.tip.category != "sleep":
+        reaction = {"movement": Reaction.DONE, "focus": Reaction.SNOOZE}.get(shown(decision).category, Reaction.DISMISS)
+        if shown(decision).category != "sleep":
             if n % 7 == 3:  # now and then the reaction comes after the reward wait: a late reward
                 clock.advance(container.learner.reward_map.wait + timedelta(minutes=1))
                 container.worker.run_once()
@@ -93,7 +94,7 @@ class TestSnapshots:
         assert snapshot.version >= 5
         assert snapshot.version <= container.registry.versions()["linucb"]
         assert snapshot.spec == container.learner.model("linucb").spec_dict()
-        assert snapshot.feature_spec == "tipwise.tips/v1"
+        assert snapshot.feature_spec == "tipwise.tips/v2"
         assert snapshot.reward_map["values"]["done"] == 1.0
         assert snapshot.reward_map["wait_seconds"] == 24 * 3600
 

@@ -199,7 +199,7 @@ class TestFeatureSpecParity:
 
         snapshot = context.snapshot()
 
-        assert snapshot["feature_spec"] == "tipwise.tips/v1"
+        assert snapshot["feature_spec"] == "tipwise.tips/v2"
         assert snapshot["feature_spec"] == FEATURE_SPEC.name
         assert snapshot["shared"] == context.shared
         assert snapshot["actions"] == context.actions

@@ -18,9 +18,13 @@ _CATEGORIES = tuple(Category)
 _REACTIONS = tuple(Reaction)
 MAX_MINUTES = 120
 
+# The "send nothing" candidate: choosing it means not interrupting the person now.
+SEND_NOTHING = "send-nothing"
+
 SHARED = ("bias", *(f"tod={t}" for t in _TIMES), "weekend", "work_hours")
 CATEGORY_ONE_HOT = tuple(f"category={c}" for c in _CATEGORIES)
 ACTION = (
+    "send_nothing",
     *CATEGORY_ONE_HOT,
     *(f"effort={e}" for e in Effort),
     "minutes",
@@ -30,7 +34,11 @@ ACTION = (
 )
 
 FEATURE_SPEC = FeatureSpec(
-    name="tipwise.tips/v1", shared=SHARED, action=ACTION, action_cross=CATEGORY_ONE_HOT, normalize=True
+    name="tipwise.tips/v2",
+    shared=SHARED,
+    action=ACTION,
+    action_cross=("send_nothing", *CATEGORY_ONE_HOT),
+    normalize=True,
 )
 
 
@@ -79,7 +87,9 @@ class FeatureAssembler:
     def __init__(self) -> None:
         self._static: dict[Tip, dict[str, float]] = {}
 
-    def assemble(self, *, local_now: datetime, history: Sequence[PastShow], tips: Sequence[Tip]) -> Context:
+    def assemble(
+        self, *, local_now: datetime, history: Sequence[PastShow], tips: Sequence[Tip], allow_nothing: bool = False
+    ) -> Context:
         moment = time_of_day(local_now)
         weekend = local_now.weekday() >= 5
         shared = {"bias": 1.0, f"tod={moment}": 1.0}
@@ -95,6 +105,8 @@ class FeatureAssembler:
             if moment in tip.times_of_day:
                 features["fits_time_of_day"] = 1.0
             actions[tip.id] = features
+        if allow_nothing:
+            actions[SEND_NOTHING] = {"send_nothing": 1.0}
         return Context(shared=shared, actions=actions)
 
     def _static_features(self, tip: Tip) -> dict[str, float]:
