@@ -13,16 +13,21 @@ from tipwise.events.contracts import Event
 from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
 
 
+_INSERT_OUTBOX = insert(OutboxRow)
+
+
 def append_outbox(session: Session, event: Event) -> None:
-    session.add(
-        OutboxRow(
-            event_id=event.id,
-            type=event.type,
-            subject=event.subject,
-            time=event.time,
-            schema_version=event.schema_version,
-            payload=event.payload,
-        )
+    # A Core insert: the outbox row is written on the hot path and never read back by the writer.
+    session.execute(
+        _INSERT_OUTBOX,
+        {
+            "event_id": event.id,
+            "type": event.type,
+            "subject": event.subject,
+            "time": event.time,
+            "schema_version": event.schema_version,
+            "payload": event.payload,
+        },
     )
 
 

@@ -85,7 +85,7 @@ class FeatureAssembler:
     """
 
     def __init__(self) -> None:
-        self._static: dict[Tip, dict[str, float]] = {}
+        self._static: dict[str, tuple[Tip, dict[str, float]]] = {}
 
     def assemble(
         self, *, local_now: datetime, history: Sequence[PastShow], tips: Sequence[Tip], allow_nothing: bool = False
@@ -110,14 +110,16 @@ class FeatureAssembler:
         return Context(shared=shared, actions=actions)
 
     def _static_features(self, tip: Tip) -> dict[str, float]:
-        features = self._static.get(tip)
-        if features is None:
-            features = {
-                f"category={tip.category}": 1.0,
-                f"effort={tip.effort}": 1.0,
-                "minutes": round(math.log1p(min(tip.minutes, MAX_MINUTES)) / math.log1p(MAX_MINUTES), 6),
-            }
-            self._static[tip] = features
+        # Keyed by id, checked by identity: hashing the whole frozen tip costs more than the lookup saves.
+        cached = self._static.get(tip.id)
+        if cached is not None and cached[0] is tip:
+            return cached[1]
+        features = {
+            f"category={tip.category}": 1.0,
+            f"effort={tip.effort}": 1.0,
+            "minutes": round(math.log1p(min(tip.minutes, MAX_MINUTES)) / math.log1p(MAX_MINUTES), 6),
+        }
+        self._static[tip.id] = (tip, features)
         return features
 
     @staticmethod
