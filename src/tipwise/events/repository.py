@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from tipwise.events.contracts import Event
 from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
 
-
 _INSERT_OUTBOX = insert(OutboxRow)
 
 

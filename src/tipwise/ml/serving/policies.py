@@ -5,6 +5,21 @@ propensity of the chosen action is exact and off-policy evaluation can
 compare any two policies on the same log. Randomness comes only from the
 `numpy.random.Generator` passed in: the same state, inputs and seed give the
 same decision.
+
+The linear policies (epsilon-greedy, LinUCB, linear Thompson sampling,
+inverse-gap weighting) share one exact ridge model over the candidate
+vectors of a `FeatureSpec`. Those vectors are `[shared, action,
+action_cross (x) shared]`, and every candidate switches on a single crossed
+block (one category, one action id), so the model keeps its inverse Gram
+matrix in blocks (`FactoredRidge`); its answers equal those of the plain
+`RidgeModel` on the same vectors at a fraction of the cost. By default the
+shared block is left out of the model (`shared_weights=False`, see
+`FeatureLayout`). Without exploration every linear policy is greedy on the
+ridge estimate.
+
+The defaults (ridge 5, no shared weights, floor 0.01, and each policy's own
+knob) were chosen once, for every stream, from a small grid on
+`tipwise bench learn`; docs/benchmarks.md has the measurements.
 """
 
 from __future__ import annotations
@@ -67,27 +82,44 @@ class Policy(Protocol):
     def load_state(self, data: bytes) -> None: ...
 
 
-def _check_candidates(candidates: Sequence[Features]) -> None:
+def require_candidates(candidates: Sequence[Features]) -> None:
+    """Raise ValueError when there is nothing to pick from."""
     if not candidates:
         raise ValueError("pick needs at least one candidate")
 
 
-def _mix_with_uniform(greedy: Vector, floor_mass: float) -> Vector:
-    k = greedy.size
-    return (1.0 - floor_mass) * greedy + floor_mass / k
+def mix_with_uniform(probabilities: Vector, floor_mass: float) -> Vector:
+    """Spread `floor_mass` evenly over all candidates, so none drops below floor_mass / k."""
+    k = probabilities.size
+    mixed: Vector = (1.0 - floor_mass) * probabilities + floor_mass / k
+    return mixed
 
 
-def _argmax_share(scores: Vector) -> Vector:
+def argmax_share(scores: Vector) -> Vector:
     """Split probability 1 evenly over the top-scoring candidates."""
     best = (scores >= scores.max() - 1e-12).astype(np.float64)
     share: Vector = best / best.sum()
     return share
 
 
-def _sample(probabilities: Vector, rng: np.random.Generator) -> int:
+def sample_index(probabilities: Vector, rng: np.random.Generator) -> int:
+    """Draw a candidate index from `probabilities` with one uniform draw from `rng`."""
     # Inverse-CDF sampling with one uniform draw keeps replays exact and cheap.
     cumulative = np.cumsum(probabilities)
     return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), probabilities.size - 1))
+
+
+def _check_ridge(ridge: float) -> None:
+    if not ridge > 0:
+        raise ValueError("ridge must be > 0")
+
+
+def _check_floor(floor: float) -> None:
+    if not 0.0 <= floor < 1.0:
+        raise ValueError("floor must be within [0, 1)")
+
+
+# -- specs ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +127,137 @@ class UniformSpec:
     """Every candidate equally likely; the baseline every learner must beat."""
 
     kind: Literal["uniform"] = "uniform"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpsilonGreedySpec:
+    """Greedy on a ridge estimate, uniform with probability `epsilon`.
+
+    `ridge` is the penalty of the ridge model; `shared_weights` also fits
+    weights on the shared features alone (see `FeatureLayout`).
+    """
+
+    kind: Literal["epsilon_greedy"] = "epsilon_greedy"
+    epsilon: float = 0.05
+    ridge: float = 5.0
+    shared_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError("epsilon must be within [0, 1]")
+        _check_ridge(self.ridge)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinUCBSpec:
+    """LinUCB with one shared ridge model over context x action features.
+
+    Picks the highest `mean + alpha * width`. `floor` spreads that much
+    probability mass uniformly over all candidates, so no candidate's
+    propensity drops below floor/k and the logs stay usable for off-policy
+    evaluation. `ridge` and `shared_weights` as for `EpsilonGreedySpec`.
+    """
+
+    kind: Literal["linucb"] = "linucb"
+    alpha: float = 0.2
+    ridge: float = 5.0
+    shared_weights: bool = False
+    floor: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0:
+            raise ValueError("alpha must be >= 0")
+        _check_ridge(self.ridge)
+        _check_floor(self.floor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinearTSSpec:
+    """Linear Thompson sampling: draw theta ~ N(theta_hat, scale^2 A^-1) and pick its best candidate.
+
+    The probability of each candidate being the sampled best has no closed
+    form, so it is estimated from `draws` Monte Carlo draws of the candidate
+    scores (from the same seeded generator), mixed with a uniform `floor`;
+    the pick is then drawn from exactly that vector, so the logged propensity
+    is the one the action was drawn with. Picking one of the draws uniformly
+    and taking its best is Thompson sampling itself, so `draws` only sets how
+    finely the propensities are resolved (in steps of 1/draws); a pick costs
+    k * draws normal variates. `ridge` and `shared_weights` as for
+    `EpsilonGreedySpec`.
+    """
+
+    kind: Literal["linear_ts"] = "linear_ts"
+    scale: float = 0.07
+    ridge: float = 5.0
+    shared_weights: bool = False
+    floor: float = 0.01
+    draws: int = 256
+
+    def __post_init__(self) -> None:
+        if self.scale < 0:
+            raise ValueError("scale must be >= 0")
+        _check_ridge(self.ridge)
+        _check_floor(self.floor)
+        if self.draws < 1:
+            raise ValueError("draws must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RidgeIGWSpec:
+    """Inverse-gap weighting (SquareCB) over the exact online ridge model.
+
+    Scores are `mean + alpha * width`; a candidate whose score trails the
+    best by `gap` gets probability 1 / (k + gamma * gap), the best ones share
+    the rest, and a uniform `floor` is mixed in. A larger `gamma` exploits
+    harder; `alpha` > 0 adds optimism for candidates the model knows little.
+    Unlike LinUCB's, its probabilities fall off smoothly with the gap, which
+    suits off-policy evaluation. `ridge` and `shared_weights` as for
+    `EpsilonGreedySpec`.
+    """
+
+    kind: Literal["ridge_igw"] = "ridge_igw"
+    gamma: float = 3000.0
+    alpha: float = 0.1
+    ridge: float = 5.0
+    shared_weights: bool = False
+    floor: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.gamma < 0:
+            raise ValueError("gamma must be >= 0")
+        if self.alpha < 0:
+            raise ValueError("alpha must be >= 0")
+        _check_ridge(self.ridge)
+        _check_floor(self.floor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VWCbAdfSpec:
+    """Vowpal Wabbit `--cb_explore_adf` (`-q sa --cb_type mtr`); served by `tipwise.ml.serving.vw`.
+
+    `exploration` is VW's own: `epsilon` (with `epsilon`) or `squarecb`;
+    `learning_rate` is VW's `-l`, `seed` its `--random_seed`, and `floor`
+    mixes that much uniform mass into VW's probabilities.
+    """
+
+    kind: Literal["vw_cb_adf"] = "vw_cb_adf"
+    exploration: Literal["epsilon", "squarecb"] = "squarecb"
+    epsilon: float = 0.05
+    learning_rate: float = 2.0
+    seed: int = 0
+    floor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.exploration not in ("epsilon", "squarecb"):
+            raise ValueError("exploration must be 'epsilon' or 'squarecb'")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError("epsilon must be within [0, 1]")
+        if not self.learning_rate > 0:
+            raise ValueError("learning_rate must be > 0")
+        _check_floor(self.floor)
+
+
+# -- the uniform baseline -------------------------------------------------------
 
 
 class UniformPolicy:
@@ -111,11 +274,11 @@ class UniformPolicy:
     def pick(
         self, *, context: Features, candidates: Sequence[Features], rng: np.random.Generator, explore: bool = True
     ) -> Decision:
-        _check_candidates(candidates)
+        require_candidates(candidates)
         k = len(candidates)
         probabilities = np.full(k, 1.0 / k)
         return Decision(
-            index=_sample(probabilities, rng), probabilities=tuple(probabilities), confidence=0.0, explored=True
+            index=sample_index(probabilities, rng), probabilities=tuple(probabilities), confidence=0.0, explored=True
         )
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
@@ -131,8 +294,11 @@ class UniformPolicy:
         self._version = int(json.loads(data)["version"])
 
 
+# -- ridge models ---------------------------------------------------------------
+
+
 class RidgeModel:
-    """Online ridge regression, keeping the inverse Gram matrix by Sherman-Morrison updates."""
+    """Online ridge regression on dense vectors, keeping the inverse Gram matrix by Sherman-Morrison updates."""
 
     def __init__(self, dim: int, ridge: float) -> None:
         self.a_inv = np.eye(dim) / ridge
@@ -151,9 +317,14 @@ class RidgeModel:
         result: Vector = features @ self.theta
         return result
 
+    def covariance(self, features: Matrix) -> Matrix:
+        """Return X A^-1 X': the posterior covariance of the rows' scores, up to the noise scale."""
+        result: Matrix = features @ self.a_inv @ features.T
+        return result
+
     def width(self, features: Matrix) -> Vector:
         """Return sqrt(x' A^-1 x) per row: how unsure the model is about each candidate."""
-        result: Vector = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", features, self.a_inv, features), 0.0))
+        result: Vector = np.sqrt(np.maximum(((features @ self.a_inv) * features).sum(axis=1), 0.0))
         return result
 
     def to_bytes(self) -> bytes:
@@ -163,12 +334,294 @@ class RidgeModel:
 
     def load(self, data: bytes) -> None:
         with np.load(io.BytesIO(data)) as arrays:
-            if arrays["b"].shape != self.b.shape:
-                raise ValueError(f"model state has dimension {arrays['b'].shape[0]}, expected {self.b.shape[0]}")
-            self.a_inv = arrays["a_inv"].copy()
-            self.b = arrays["b"].copy()
-            self.n = int(arrays["n"])
+            self.load_arrays(arrays)
+
+    def load_arrays(self, arrays: Mapping[str, Any]) -> None:
+        if arrays["b"].shape != self.b.shape:
+            raise ValueError(f"model state has dimension {arrays['b'].shape[0]}, expected {self.b.shape[0]}")
+        self.a_inv = np.array(arrays["a_inv"], dtype=np.float64)
+        self.b = np.array(arrays["b"], dtype=np.float64)
+        self.n = int(arrays["n"])
         self.theta = self.a_inv @ self.b
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRows:
+    """The candidate vectors of one decision in factored form.
+
+    Row k of the full matrix is `[border[k], cross[k] (x) shared]`: `border`
+    holds the (scaled) shared and action blocks, `cross` the (scaled)
+    `action_cross` values that multiply the shared vector.
+    """
+
+    shared: Vector
+    border: Matrix
+    cross: Matrix
+
+    def dense(self) -> Matrix:
+        """Return the full rows, as `FeatureSpec.matrix` lays them out."""
+        k = self.border.shape[0]
+        crossed = (self.cross[:, :, None] * self.shared[None, None, :]).reshape(
+            k, self.cross.shape[1] * self.shared.size
+        )
+        out: Matrix = np.hstack([self.border, crossed])
+        return out
+
+    def select(self, index: int) -> CandidateRows:
+        """Return the rows of candidate `index` alone."""
+        return CandidateRows(
+            shared=self.shared, border=self.border[index : index + 1], cross=self.cross[index : index + 1]
+        )
+
+
+class FeatureLayout:
+    """Turns named features into `CandidateRows` for one `FeatureSpec`, without forming the crossed block.
+
+    The rows are `FeatureSpec.matrix`'s (tested), built with one array write
+    per decision instead of one per candidate: the per-decision cost matters
+    when a benchmark makes tens of thousands of them. Without
+    `shared_weights` the shared block is left out (the scaling still counts
+    it): it adds the same amount to every candidate of a decision, so it
+    never changes a ranking, and fitting it only lets one candidate's
+    failure lower the others' estimates too.
+    """
+
+    def __init__(self, features: FeatureSpec, *, shared_weights: bool = True) -> None:
+        self.features = features
+        self.shared_weights = shared_weights
+        self.shared_dim = len(features.shared)
+        self.border_dim = len(features.action) + (len(features.shared) if shared_weights else 0)
+        self.blocks = len(features.action_cross)
+        self._shared_index = {name: i for i, name in enumerate(features.shared)}
+        self._action_index = {name: i for i, name in enumerate(features.action)}
+        self._cross_columns = np.array([features.action.index(n) for n in features.action_cross], dtype=np.intp)
+
+    def shared_vector(self, shared: Features) -> Vector:
+        out = np.zeros(self.shared_dim)
+        index = self._shared_index
+        try:
+            positions = [index[name] for name in shared]
+        except KeyError as exc:
+            raise KeyError(f"unknown shared feature {exc.args[0]!r}") from None
+        out[positions] = list(shared.values())
+        return out
+
+    def action_matrix(self, actions: Sequence[Features]) -> Matrix:
+        out = np.zeros((len(actions), len(self._action_index)))
+        index = self._action_index
+        rows: list[int] = []
+        columns: list[int] = []
+        values: list[float] = []
+        try:
+            for row, features in enumerate(actions):
+                for name, value in features.items():
+                    columns.append(index[name])
+                    rows.append(row)
+                    values.append(value)
+        except KeyError as exc:
+            raise KeyError(f"unknown action feature {exc.args[0]!r}") from None
+        out[rows, columns] = values
+        return out
+
+    def rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
+        s = self.shared_vector(shared)
+        a = self.action_matrix(actions)
+        cross = a[:, self._cross_columns]
+        border = np.hstack([np.broadcast_to(s, (a.shape[0], s.size)), a]) if self.shared_weights else a
+        if self.features.normalize:
+            # |row|^2 = |s|^2 + |a|^2 + |cross|^2 |s|^2, without forming the row.
+            s2 = float(s @ s)
+            norms = np.sqrt(s2 + (a * a).sum(axis=1) + (cross * cross).sum(axis=1) * s2)
+            scale = 1.0 / np.where(norms > 0.0, norms, 1.0)
+            border = border * scale[:, None]
+            cross = cross * scale[:, None]
+        return CandidateRows(shared=s, border=border, cross=cross)
+
+
+class FactoredRidge:
+    """Exact online ridge regression over a `FeatureLayout`'s vectors, keeping A^-1 in factored form.
+
+    While every learned row switches on at most one crossed block, the Gram
+    matrix A is an arrowhead: a border block (shared + action features), one
+    diagonal block D_j per `action_cross` feature, and couplings C_j between
+    them. Its inverse is then fully described by the inverse Schur complement
+    S^-1 = (A_border - sum_j C_j D_j^-1 C_j')^-1, the blocks D_j^-1, and
+    E_j = C_j D_j^-1; a Sherman-Morrison update of A^-1 is a rank-one update
+    of S^-1, of E_j and of D_j^-1 alone. That costs O(border^2 + border *
+    shared + shared^2) per example instead of the O(dim^2) of a dense inverse
+    (dim = border + blocks * shared), which is what makes the 860-dimensional
+    benchmark stream affordable. A row that switches on two crossed blocks at
+    once couples them; the model then turns into a dense `RidgeModel` for
+    good, with the same answers.
+
+    The state is that factored inverse and the reward-weighted sums; the
+    coefficients are derived from them on demand, so a model rebuilt from
+    its bytes answers bit for bit like the one that learned.
+    """
+
+    def __init__(self, layout: FeatureLayout, ridge: float) -> None:
+        self.ridge = ridge
+        self._shared_dim = layout.shared_dim
+        self._border_dim = layout.border_dim
+        self._blocks = layout.blocks
+        ds, db, c = self._shared_dim, self._border_dim, self._blocks
+        self.n = 0
+        self._schur_inv = np.eye(db) / ridge
+        # [E_1 ... E_c] side by side: one matrix product serves every block at once.
+        self._e = np.zeros((db, c * ds))
+        self._block_inv = np.repeat((np.eye(ds) / ridge)[None], c, axis=0)
+        self._b_border = np.zeros(db)
+        self._b_blocks = np.zeros((c, ds))
+        self._dense: RidgeModel | None = None
+        self._theta_border = np.zeros(db)
+        self._theta_blocks = np.zeros((c, ds))
+        self._stale = False
+
+    @property
+    def dim(self) -> int:
+        return self._border_dim + self._blocks * self._shared_dim
+
+    @property
+    def is_dense(self) -> bool:
+        return self._dense is not None
+
+    # -- learning -------------------------------------------------------------
+
+    def update(self, rows: CandidateRows, reward: float) -> None:
+        """Learn `reward` for the single row in `rows`."""
+        coefficients = rows.cross[0]
+        active = np.flatnonzero(coefficients)
+        if self._dense is None and active.size > 1:
+            self._to_dense()
+        if self._dense is not None:
+            self._dense.update(rows.dense()[0], reward)
+            self.n = self._dense.n
+            return
+        x_border = rows.border[0]
+        if active.size == 1:
+            j = int(active[0])
+            block = slice(j * self._shared_dim, (j + 1) * self._shared_dim)
+            x_block = coefficients[j] * rows.shared
+            u = self._block_inv[j] @ x_block
+            beta = 1.0 + x_block @ u
+            r = x_border - self._e[:, block] @ x_block
+            g = self._schur_inv @ r
+            # The Sherman-Morrison update of A^-1, read block by block (see the class docstring).
+            self._schur_inv -= g[:, None] * (g / (beta + r @ g))
+            self._e[:, block] += (r / beta)[:, None] * u
+            self._block_inv[j] -= u[:, None] * (u / beta)
+            self._b_blocks[j] += reward * x_block
+        else:
+            g = self._schur_inv @ x_border
+            self._schur_inv -= g[:, None] * (g / (1.0 + x_border @ g))
+        self._b_border += reward * x_border
+        self._stale = True
+        self.n += 1
+
+    def _to_dense(self) -> None:
+        db = self._border_dim
+        e = self._e
+        s_inv_e = self._schur_inv @ e
+        a_inv = np.zeros((self.dim, self.dim))
+        a_inv[:db, :db] = self._schur_inv
+        a_inv[:db, db:] = -s_inv_e
+        a_inv[db:, :db] = -s_inv_e.T
+        a_inv[db:, db:] = e.T @ s_inv_e
+        for j in range(self._blocks):
+            block = slice(db + j * self._shared_dim, db + (j + 1) * self._shared_dim)
+            a_inv[block, block] += self._block_inv[j]
+        dense = RidgeModel(self.dim, self.ridge)
+        dense.a_inv = a_inv
+        dense.b = np.concatenate([self._b_border, self._b_blocks.ravel()])
+        dense.theta = a_inv @ dense.b
+        dense.n = self.n
+        self._dense = dense
+
+    def _refresh(self) -> None:
+        if not self._stale:
+            return
+        # theta_border = S^-1 (b_border - sum_j E_j b_j); theta_j = D_j^-1 b_j - E_j' theta_border.
+        self._theta_border = self._schur_inv @ (self._b_border - self._e @ self._b_blocks.ravel())
+        d_b = np.matmul(self._block_inv, self._b_blocks[:, :, None])[:, :, 0]
+        self._theta_blocks = d_b - (self._theta_border @ self._e).reshape(self._blocks, self._shared_dim)
+        self._stale = False
+
+    # -- answering --------------------------------------------------------------
+
+    def mean(self, rows: CandidateRows) -> Vector:
+        """Return the predicted reward of every row."""
+        if self._dense is not None:
+            return self._dense.mean(rows.dense())
+        self._refresh()
+        result: Vector = rows.border @ self._theta_border + rows.cross @ (self._theta_blocks @ rows.shared)
+        return result
+
+    def _residuals(self, rows: CandidateRows) -> tuple[Matrix, Vector]:
+        # x' A^-1 y = r_x' S^-1 r_y + sum_j cx_j cy_j s' D_j^-1 s, with r = border - sum_j c_j E_j s.
+        s = rows.shared
+        db, c, ds = self._border_dim, self._blocks, self._shared_dim
+        e_s = (self._e.reshape(db * c, ds) @ s).reshape(db, c)
+        r = rows.border - rows.cross @ e_s.T
+        q = (self._block_inv.reshape(c * ds, ds) @ s).reshape(c, ds) @ s
+        return r, q
+
+    def covariance(self, rows: CandidateRows) -> Matrix:
+        """Return X A^-1 X': the posterior covariance of the rows' scores, up to the noise scale."""
+        if self._dense is not None:
+            return self._dense.covariance(rows.dense())
+        r, q = self._residuals(rows)
+        result: Matrix = r @ self._schur_inv @ r.T + (rows.cross * q) @ rows.cross.T
+        return result
+
+    def width(self, rows: CandidateRows) -> Vector:
+        """Return sqrt(x' A^-1 x) per row: how unsure the model is about each candidate."""
+        if self._dense is not None:
+            return self._dense.width(rows.dense())
+        r, q = self._residuals(rows)
+        variance = ((r @ self._schur_inv) * r).sum(axis=1) + (rows.cross * rows.cross) @ q
+        result: Vector = np.sqrt(np.maximum(variance, 0.0))
+        return result
+
+    # -- state ------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        if self._dense is not None:
+            return self._dense.to_bytes()
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            schur_inv=self._schur_inv,
+            e=self._e,
+            block_inv=self._block_inv,
+            b_border=self._b_border,
+            b_blocks=self._b_blocks,
+            n=np.array(self.n),
+        )
+        return buffer.getvalue()
+
+    def load(self, data: bytes) -> None:
+        with np.load(io.BytesIO(data)) as arrays:
+            if "a_inv" in arrays.files:  # a dense state (also the format before the factored model)
+                dense = RidgeModel(self.dim, self.ridge)
+                dense.load_arrays(arrays)
+                self._dense = dense
+                self.n = dense.n
+                return
+            shape = (*arrays["e"].shape, *arrays["b_blocks"].shape)
+            expected = (self._border_dim, self._blocks * self._shared_dim, self._blocks, self._shared_dim)
+            if shape != expected:
+                raise ValueError(f"model state has dimension {shape[0] + shape[1]}, expected {self.dim}")
+            self._schur_inv = np.array(arrays["schur_inv"], dtype=np.float64)
+            self._e = np.array(arrays["e"], dtype=np.float64)
+            self._block_inv = np.array(arrays["block_inv"], dtype=np.float64)
+            self._b_border = np.array(arrays["b_border"], dtype=np.float64)
+            self._b_blocks = np.array(arrays["b_blocks"], dtype=np.float64)
+            self.n = int(arrays["n"])
+        self._dense = None
+        self._stale = True
+
+
+# -- the linear policies --------------------------------------------------------
 
 
 class _LinearPolicy:
@@ -176,37 +629,38 @@ class _LinearPolicy:
 
     kind: ClassVar[str]
 
-    def __init__(self, *, features: FeatureSpec, ridge: float, floor: float) -> None:
+    def __init__(self, *, features: FeatureSpec, ridge: float, shared_weights: bool) -> None:
         self.features = features
-        self.model = RidgeModel(features.dim, ridge)
-        self._floor = floor
+        self.layout = FeatureLayout(features, shared_weights=shared_weights)
+        self.model = FactoredRidge(self.layout, ridge)
 
     @property
     def version(self) -> int:
         return self.model.n
 
-    def _scores(self, x: Matrix) -> Vector:
+    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
+        """Return the exploring probabilities and, when computed on the way, the widths."""
         raise NotImplementedError
 
     def pick(
         self, *, context: Features, candidates: Sequence[Features], rng: np.random.Generator, explore: bool = True
     ) -> Decision:
-        _check_candidates(candidates)
-        x = self.features.matrix(context, candidates)
-        greedy = _argmax_share(self._scores(x))
-        probabilities = self._explore(greedy) if explore else greedy
-        index = _sample(probabilities, rng)
-        width = float(self.model.width(x[index : index + 1])[0])
+        require_candidates(candidates)
+        rows = self.layout.rows(context, candidates)
+        widths: Vector | None = None
+        if explore:
+            probabilities, widths = self._explore(rows, rng)
+        else:
+            probabilities = argmax_share(self.model.mean(rows))
+        index = sample_index(probabilities, rng)
+        width = float(self.model.width(rows.select(index))[0] if widths is None else widths[index])
         return Decision(
             index=index, probabilities=tuple(probabilities.tolist()), confidence=1.0 / (1.0 + width), explored=explore
         )
 
-    def _explore(self, greedy: Vector) -> Vector:
-        return _mix_with_uniform(greedy, self._floor)
-
     def learn(self, batch: Sequence[LoggedReward]) -> None:
         for example in batch:
-            self.model.update(self.features.row(example.shared, example.action), example.reward)
+            self.model.update(self.layout.rows(example.shared, [example.action]), example.reward)
 
     def state_bytes(self) -> bytes:
         return self.model.to_bytes()
@@ -215,77 +669,98 @@ class _LinearPolicy:
         self.model.load(data)
 
 
-@dataclass(frozen=True, kw_only=True)
-class EpsilonGreedySpec:
-    """Greedy on a ridge estimate, uniform with probability `epsilon`."""
-
-    kind: Literal["epsilon_greedy"] = "epsilon_greedy"
-    epsilon: float = 0.1
-    ridge: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError("epsilon must be within [0, 1]")
-        if self.ridge <= 0:
-            raise ValueError("ridge must be > 0")
-
-
 class EpsilonGreedyPolicy(_LinearPolicy):
     kind: ClassVar[str] = "epsilon_greedy"
 
     def __init__(self, spec: EpsilonGreedySpec, *, features: FeatureSpec) -> None:
-        super().__init__(features=features, ridge=spec.ridge, floor=spec.epsilon)
+        super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _scores(self, x: Matrix) -> Vector:
-        return self.model.mean(x)
+    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
+        return mix_with_uniform(argmax_share(self.model.mean(rows)), self.spec.epsilon), None
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LinUCBSpec:
-    """LinUCB with one shared ridge model over context x action features.
-
-    `floor` spreads that much probability mass uniformly over all candidates,
-    so no candidate's propensity drops below floor/k and the logs stay usable
-    for off-policy evaluation.
-    """
-
-    kind: Literal["linucb"] = "linucb"
-    alpha: float = 1.0
-    ridge: float = 1.0
-    floor: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError("alpha must be >= 0")
-        if self.ridge <= 0:
-            raise ValueError("ridge must be > 0")
-        if not 0.0 <= self.floor < 1.0:
-            raise ValueError("floor must be within [0, 1)")
 
 
 class LinUCBPolicy(_LinearPolicy):
     kind: ClassVar[str] = "linucb"
 
     def __init__(self, spec: LinUCBSpec, *, features: FeatureSpec) -> None:
-        super().__init__(features=features, ridge=spec.ridge, floor=spec.floor)
+        super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _scores(self, x: Matrix) -> Vector:
-        return self.model.mean(x) + self.spec.alpha * self.model.width(x)
+    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
+        widths = self.model.width(rows)
+        greedy = argmax_share(self.model.mean(rows) + self.spec.alpha * widths)
+        return mix_with_uniform(greedy, self.spec.floor), widths
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
 
 
-PolicySpec = UniformSpec | EpsilonGreedySpec | LinUCBSpec
-SPEC_TYPES: dict[str, type[UniformSpec] | type[EpsilonGreedySpec] | type[LinUCBSpec]] = {
+class LinearTSPolicy(_LinearPolicy):
+    kind: ClassVar[str] = "linear_ts"
+
+    def __init__(self, spec: LinearTSSpec, *, features: FeatureSpec) -> None:
+        super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
+        self.spec = spec
+
+    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
+        mean = self.model.mean(rows)
+        covariance = self.model.covariance(rows)
+        # Sampling theta ~ N(theta_hat, v^2 A^-1) and scoring the candidates is the same as sampling the
+        # scores ~ N(X theta_hat, v^2 X A^-1 X'): k x k instead of dim x dim.
+        eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (covariance + covariance.T))
+        root = eigenvectors * np.sqrt(np.maximum(eigenvalues, 0.0))
+        draws = mean[:, None] + self.spec.scale * (root @ rng.standard_normal((mean.size, self.spec.draws)))
+        best = draws >= draws.max(axis=0) - 1e-12
+        if np.count_nonzero(best) == self.spec.draws:
+            wins = np.bincount(draws.argmax(axis=0), minlength=mean.size) / self.spec.draws
+        else:  # a draw whose best score is tied (identical candidates) counts for each of them equally
+            wins = (best / best.sum(axis=0)).sum(axis=1) / self.spec.draws
+        widths = np.sqrt(np.maximum(np.diag(covariance), 0.0))
+        return mix_with_uniform(wins, self.spec.floor), widths
+
+    def spec_dict(self) -> dict[str, Any]:
+        return asdict(self.spec)
+
+
+def inverse_gap_weights(scores: Vector, gamma: float) -> Vector:
+    """Return SquareCB's probabilities: 1 / (k + gamma * gap) for trailing candidates, the rest to the best."""
+    k = scores.size
+    top = scores.max()
+    best = scores >= top - 1e-12
+    probabilities = np.where(best, 0.0, 1.0 / (k + gamma * (top - scores)))
+    probabilities[best] = (1.0 - probabilities.sum()) / best.sum()
+    result: Vector = probabilities
+    return result
+
+
+class RidgeIGWPolicy(_LinearPolicy):
+    kind: ClassVar[str] = "ridge_igw"
+
+    def __init__(self, spec: RidgeIGWSpec, *, features: FeatureSpec) -> None:
+        super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
+        self.spec = spec
+
+    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
+        widths = self.model.width(rows)
+        scores = self.model.mean(rows) + self.spec.alpha * widths
+        return mix_with_uniform(inverse_gap_weights(scores, self.spec.gamma), self.spec.floor), widths
+
+    def spec_dict(self) -> dict[str, Any]:
+        return asdict(self.spec)
+
+
+PolicySpec = UniformSpec | EpsilonGreedySpec | LinUCBSpec | LinearTSSpec | RidgeIGWSpec | VWCbAdfSpec
+SPEC_TYPES: dict[str, type[PolicySpec]] = {
     "uniform": UniformSpec,
     "epsilon_greedy": EpsilonGreedySpec,
     "linucb": LinUCBSpec,
+    "linear_ts": LinearTSSpec,
+    "ridge_igw": RidgeIGWSpec,
+    "vw_cb_adf": VWCbAdfSpec,
 }
 
 
@@ -298,6 +773,15 @@ def build_policy(spec: PolicySpec, *, features: FeatureSpec) -> Policy:
             return EpsilonGreedyPolicy(spec, features=features)
         case LinUCBSpec():
             return LinUCBPolicy(spec, features=features)
+        case LinearTSSpec():
+            return LinearTSPolicy(spec, features=features)
+        case RidgeIGWSpec():
+            return RidgeIGWPolicy(spec, features=features)
+        case VWCbAdfSpec():
+            # Imported here: Vowpal Wabbit loads a native library, and only this policy needs it.
+            from tipwise.ml.serving.vw import VWPolicy
+
+            return VWPolicy(spec, features=features)
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> PolicySpec:

@@ -1,4 +1,4 @@
-"""Unit tests of the contextual-bandit policies: probabilities, replay, learning, state, specs."""
+"""Unit tests of the contextual-bandit policies: probabilities, replay, learning, state, specs, ridge models."""
 
 from __future__ import annotations
 
@@ -19,10 +19,23 @@ from tipwise.ml.serving import (
     LoggedReward,
     Policy,
     PolicySpec,
+    RidgeModel,
     UniformPolicy,
     UniformSpec,
     build_policy,
     spec_from_dict,
+)
+from tipwise.ml.serving.policies import (
+    SPEC_TYPES,
+    CandidateRows,
+    FactoredRidge,
+    FeatureLayout,
+    LinearTSPolicy,
+    LinearTSSpec,
+    RidgeIGWPolicy,
+    RidgeIGWSpec,
+    VWCbAdfSpec,
+    inverse_gap_weights,
 )
 
 SPEC = FeatureSpec(
@@ -39,9 +52,13 @@ ALL_POLICIES: dict[str, PolicyFactory] = {
     "uniform": lambda: UniformPolicy(),
     "epsilon_greedy": lambda: EpsilonGreedyPolicy(EpsilonGreedySpec(epsilon=0.2), features=SPEC),
     "linucb": lambda: LinUCBPolicy(LinUCBSpec(alpha=0.5, floor=0.1), features=SPEC),
+    "linear_ts": lambda: LinearTSPolicy(LinearTSSpec(scale=0.3, floor=0.1, draws=200), features=SPEC),
+    "ridge_igw": lambda: RidgeIGWPolicy(RidgeIGWSpec(gamma=50.0, alpha=0.1, floor=0.1), features=SPEC),
 }
 LINEAR_POLICIES = {name: factory for name, factory in ALL_POLICIES.items() if name != "uniform"}
-FLOORS = {"epsilon_greedy": 0.2, "linucb": 0.1}
+# Policies that put all but the floor on their favourite; the others spread it by their own rule.
+ARGMAX_POLICIES = {name: LINEAR_POLICIES[name] for name in ("epsilon_greedy", "linucb")}
+FLOORS = {"epsilon_greedy": 0.2, "linucb": 0.1, "linear_ts": 0.1, "ridge_igw": 0.1}
 
 
 def rewarding_batch(best: int = BEST, rounds: int = 20) -> list[LoggedReward]:
@@ -76,6 +93,12 @@ def any_policy(request: pytest.FixtureRequest) -> Policy:
 def linear_policy(request: pytest.FixtureRequest) -> Policy:
     name: str = request.param
     return LINEAR_POLICIES[name]()
+
+
+@pytest.fixture(params=sorted(ARGMAX_POLICIES))
+def argmax_policy(request: pytest.FixtureRequest) -> Policy:
+    name: str = request.param
+    return ARGMAX_POLICIES[name]()
 
 
 class TestEveryPolicy:
@@ -185,10 +208,20 @@ class TestLinearPolicies:
         k = len(CANDIDATES)
         linear_policy.learn(rewarding_batch())
 
-        decision = pick(linear_policy, 11, explore=True)
+        for seed in SEEDS:
+            decision = pick(linear_policy, seed, explore=True)
 
-        assert decision.explored is True
-        assert min(decision.probabilities) >= floor / k - 1e-12
+            assert decision.explored is True
+            assert min(decision.probabilities) >= floor / k - 1e-12
+            assert max(range(k), key=lambda i: decision.probabilities[i]) == BEST
+
+    def test_argmax_policies_put_all_but_the_floor_on_the_favourite(self, argmax_policy: Policy) -> None:
+        floor = FLOORS[argmax_policy.kind]
+        k = len(CANDIDATES)
+        argmax_policy.learn(rewarding_batch())
+
+        decision = pick(argmax_policy, 11, explore=True)
+
         assert decision.probabilities == pytest.approx((floor / k, 1 - floor + floor / k, floor / k))
 
     def test_exploring_policy_sometimes_picks_a_non_greedy_action(self, linear_policy: Policy) -> None:
@@ -240,6 +273,16 @@ class TestPolicySpecs:
             pytest.param(lambda: EpsilonGreedySpec(epsilon=1.5), id="epsilon-too-big"),
             pytest.param(lambda: EpsilonGreedySpec(epsilon=-0.1), id="epsilon-negative"),
             pytest.param(lambda: EpsilonGreedySpec(ridge=-1.0), id="epsilon-ridge"),
+            pytest.param(lambda: LinearTSSpec(scale=-0.1), id="ts-scale"),
+            pytest.param(lambda: LinearTSSpec(draws=0), id="ts-draws"),
+            pytest.param(lambda: LinearTSSpec(floor=1.0), id="ts-floor"),
+            pytest.param(lambda: LinearTSSpec(ridge=0.0), id="ts-ridge"),
+            pytest.param(lambda: RidgeIGWSpec(gamma=-1.0), id="igw-gamma"),
+            pytest.param(lambda: RidgeIGWSpec(alpha=-1.0), id="igw-alpha"),
+            pytest.param(lambda: RidgeIGWSpec(floor=-0.5), id="igw-floor"),
+            pytest.param(lambda: VWCbAdfSpec(epsilon=2.0), id="vw-epsilon"),
+            pytest.param(lambda: VWCbAdfSpec(learning_rate=0.0), id="vw-learning-rate"),
+            pytest.param(lambda: VWCbAdfSpec(exploration="bag"), id="vw-exploration"),  # type: ignore[arg-type]
         ],
     )
     def test_out_of_range_parameters_are_rejected(self, make: Callable[[], PolicySpec]) -> None:
@@ -252,13 +295,17 @@ class TestPolicySpecs:
             ({"kind": "uniform"}, UniformSpec()),
             ({"kind": "epsilon_greedy", "epsilon": 0.3}, EpsilonGreedySpec(epsilon=0.3)),
             ({"kind": "linucb", "alpha": 0.5, "floor": 0.2}, LinUCBSpec(alpha=0.5, floor=0.2)),
+            ({"kind": "linear_ts", "scale": 0.1, "draws": 64}, LinearTSSpec(scale=0.1, draws=64)),
+            ({"kind": "ridge_igw", "gamma": 10.0}, RidgeIGWSpec(gamma=10.0)),
+            ({"kind": "vw_cb_adf", "exploration": "epsilon"}, VWCbAdfSpec(exploration="epsilon")),
         ],
     )
     def test_spec_is_parsed_from_its_dict_form(self, data: dict[str, Any], expected: PolicySpec) -> None:
         assert spec_from_dict(data) == expected
 
     def test_defaults_survive_the_dict_round_trip(self) -> None:
-        for spec in (UniformSpec(), EpsilonGreedySpec(), LinUCBSpec()):
+        for spec_type in SPEC_TYPES.values():
+            spec = spec_type()
             assert spec_from_dict(build_policy(spec, features=SPEC).spec_dict()) == spec
 
     def test_unknown_kind_is_rejected(self) -> None:
@@ -281,3 +328,247 @@ class TestPolicySpecs:
         assert isinstance(build_policy(UniformSpec(), features=SPEC), UniformPolicy)
         assert isinstance(build_policy(EpsilonGreedySpec(), features=SPEC), EpsilonGreedyPolicy)
         assert isinstance(build_policy(LinUCBSpec(), features=SPEC), LinUCBPolicy)
+        assert isinstance(build_policy(LinearTSSpec(), features=SPEC), LinearTSPolicy)
+        assert isinstance(build_policy(RidgeIGWSpec(), features=SPEC), RidgeIGWPolicy)
+        assert build_policy(VWCbAdfSpec(), features=SPEC).kind == "vw_cb_adf"
+
+
+class TestLinearTS:
+    def test_probabilities_are_monte_carlo_shares_of_the_draws_mixed_with_the_floor(self) -> None:
+        spec = LinearTSSpec(scale=0.5, floor=0.1, draws=50)
+        policy = LinearTSPolicy(spec, features=SPEC)
+        policy.learn(rewarding_batch(rounds=2))
+        k = len(CANDIDATES)
+
+        for seed in SEEDS:
+            probabilities = np.array(pick(policy, seed).probabilities)
+            wins = (probabilities - spec.floor / k) / (1 - spec.floor) * spec.draws
+
+            np.testing.assert_allclose(wins, np.round(wins), atol=1e-9)
+            assert np.round(wins).sum() == spec.draws
+
+    def test_the_pick_is_drawn_from_the_returned_probabilities(self) -> None:
+        policy = LinearTSPolicy(LinearTSSpec(scale=1.0, floor=0.0, draws=20), features=SPEC)
+        policy.learn(rewarding_batch(rounds=1))
+        decisions = [pick(policy, seed) for seed in range(3000)]
+
+        expected = np.mean([d.probabilities for d in decisions], axis=0)
+        observed = np.bincount([d.index for d in decisions], minlength=len(CANDIDATES)) / len(decisions)
+
+        np.testing.assert_allclose(observed, expected, atol=0.03)
+        assert expected.min() > 0.05
+
+    def test_monte_carlo_shares_match_thompson_probabilities_of_the_posterior(self) -> None:
+        spec = LinearTSSpec(scale=1.0, floor=0.0, draws=4000)
+        policy = LinearTSPolicy(spec, features=SPEC)
+        policy.learn(rewarding_batch(rounds=1))
+        rows = policy.layout.rows(CONTEXT, CANDIDATES)
+        x = rows.dense()
+        dense = RidgeModel(x.shape[1], spec.ridge)
+        for example in rewarding_batch(rounds=1):
+            dense.update(policy.layout.rows(example.shared, [example.action]).dense()[0], example.reward)
+        theta = np.random.default_rng(99).multivariate_normal(dense.theta, dense.a_inv, size=20000)
+        exact = np.bincount((theta @ x.T).argmax(axis=1), minlength=len(CANDIDATES)) / len(theta)
+
+        estimated = np.array(pick(policy, 5).probabilities)
+
+        np.testing.assert_allclose(estimated, exact, atol=0.03)
+
+    def test_zero_scale_is_greedy_on_the_posterior_mean_plus_the_floor(self) -> None:
+        policy = LinearTSPolicy(LinearTSSpec(scale=0.0, floor=0.3), features=SPEC)
+        policy.learn(rewarding_batch())
+
+        assert pick(policy, 4).probabilities == pytest.approx((0.1, 0.8, 0.1))
+
+    def test_identical_candidates_share_the_wins_evenly(self) -> None:
+        policy = LinearTSPolicy(LinearTSSpec(floor=0.0), features=SPEC)
+
+        decision = pick(policy, 0, candidates=[{"a1": 1.0}, {"a1": 1.0}])
+
+        assert decision.probabilities == pytest.approx((0.5, 0.5))
+
+
+class TestRidgeIGW:
+    def test_inverse_gap_weights_give_trailing_candidates_one_over_k_plus_gamma_gap(self) -> None:
+        weights = inverse_gap_weights(np.array([1.0, 0.5, 0.0]), gamma=10.0)
+
+        np.testing.assert_allclose(weights, [1 - 1 / 8 - 1 / 13, 1 / 8, 1 / 13])
+
+    def test_tied_best_candidates_share_the_remaining_mass(self) -> None:
+        weights = inverse_gap_weights(np.array([0.0, 1.0, 1.0, 0.5]), gamma=2.0)
+
+        np.testing.assert_allclose(weights, [1 / 6, (1 - 1 / 6 - 1 / 5) / 2, (1 - 1 / 6 - 1 / 5) / 2, 1 / 5])
+
+    def test_zero_gamma_is_uniform(self) -> None:
+        np.testing.assert_allclose(inverse_gap_weights(np.array([3.0, 1.0, -2.0, 0.0]), gamma=0.0), [0.25] * 4)
+
+    def test_larger_gamma_exploits_harder(self) -> None:
+        probabilities = []
+        for gamma in (1.0, 10.0, 1000.0):
+            policy = RidgeIGWPolicy(RidgeIGWSpec(gamma=gamma, alpha=0.0, floor=0.0), features=SPEC)
+            policy.learn(rewarding_batch())
+            probabilities.append(pick(policy, 0).probabilities[BEST])
+
+        assert probabilities == sorted(probabilities)
+        assert probabilities[-1] > 0.99
+
+
+def random_rows_spec(normalize: bool) -> FeatureSpec:
+    return FeatureSpec(
+        name="random/v1",
+        shared=("s0", "s1", "s2"),
+        action=("c0", "c1", "c2", "effort"),
+        action_cross=("c0", "c1", "c2"),
+        normalize=normalize,
+    )
+
+
+def random_candidates(rng: np.random.Generator, k: int, *, crossed: int = 1) -> list[Features]:
+    """Candidates with an `effort` value and `crossed` of the three crossed features switched on."""
+    out: list[Features] = []
+    for _ in range(k):
+        candidate = {"effort": float(rng.normal())}
+        for name in rng.choice(["c0", "c1", "c2"], size=crossed, replace=False):
+            candidate[str(name)] = float(rng.normal())
+        out.append(candidate)
+    return out
+
+
+def random_context(rng: np.random.Generator) -> Features:
+    return {f"s{i}": float(rng.normal()) for i in range(3)}
+
+
+class TestFeatureLayout:
+    @pytest.mark.parametrize("normalize", [False, True])
+    def test_dense_rows_equal_the_feature_spec_matrix(self, normalize: bool) -> None:
+        spec = random_rows_spec(normalize)
+        layout = FeatureLayout(spec)
+        rng = np.random.default_rng(3)
+        for crossed in (0, 1, 2):
+            context, candidates = random_context(rng), random_candidates(rng, 4, crossed=crossed)
+
+            np.testing.assert_allclose(layout.rows(context, candidates).dense(), spec.matrix(context, candidates))
+
+    def test_without_shared_weights_the_shared_block_is_left_out_but_still_scales(self) -> None:
+        spec = random_rows_spec(True)
+        rng = np.random.default_rng(4)
+        context, candidates = random_context(rng), random_candidates(rng, 3)
+
+        rows = FeatureLayout(spec, shared_weights=False).rows(context, candidates)
+
+        np.testing.assert_allclose(rows.dense(), spec.matrix(context, candidates)[:, 3:])
+
+    def test_select_keeps_one_candidate(self) -> None:
+        spec = random_rows_spec(False)
+        rng = np.random.default_rng(5)
+        context, candidates = random_context(rng), random_candidates(rng, 3)
+        rows = FeatureLayout(spec).rows(context, candidates)
+
+        np.testing.assert_array_equal(rows.select(2).dense(), spec.matrix(context, candidates[2:]))
+
+    def test_unknown_features_raise_key_errors_like_the_feature_spec(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+
+        with pytest.raises(KeyError, match="unknown shared feature 'x'"):
+            layout.rows({"x": 1.0}, [{}])
+        with pytest.raises(KeyError, match="unknown action feature 'w'"):
+            layout.rows({}, [{"c0": 1.0}, {"w": 1.0}])
+
+
+def learn_both(factored: FactoredRidge, dense: RidgeModel, rows: CandidateRows, index: int, reward: float) -> None:
+    factored.update(rows.select(index), reward)
+    dense.update(rows.dense()[index], reward)
+
+
+def assert_same_answers(factored: FactoredRidge, dense: RidgeModel, rows: CandidateRows) -> None:
+    x = rows.dense()
+    np.testing.assert_allclose(factored.mean(rows), dense.mean(x), atol=1e-10)
+    np.testing.assert_allclose(factored.covariance(rows), dense.covariance(x), atol=1e-10)
+    np.testing.assert_allclose(factored.width(rows), dense.width(x), atol=1e-10)
+
+
+class TestFactoredRidge:
+    @pytest.mark.parametrize("shared_weights", [False, True])
+    @pytest.mark.parametrize("normalize", [False, True])
+    def test_answers_equal_a_dense_ridge_on_the_same_vectors(self, normalize: bool, shared_weights: bool) -> None:
+        layout = FeatureLayout(random_rows_spec(normalize), shared_weights=shared_weights)
+        factored = FactoredRidge(layout, 0.7)
+        dense = RidgeModel(factored.dim, 0.7)
+        rng = np.random.default_rng(6)
+        for _ in range(40):
+            rows = layout.rows(random_context(rng), random_candidates(rng, 4, crossed=int(rng.integers(0, 2))))
+            assert_same_answers(factored, dense, rows)
+            learn_both(factored, dense, rows, int(rng.integers(0, 4)), float(rng.normal()))
+
+        assert factored.n == dense.n == 40
+        assert not factored.is_dense
+
+    def test_a_row_with_two_crossed_features_turns_it_dense_with_the_same_answers(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+        factored = FactoredRidge(layout, 1.0)
+        dense = RidgeModel(factored.dim, 1.0)
+        rng = np.random.default_rng(7)
+        for step in range(30):
+            rows = layout.rows(random_context(rng), random_candidates(rng, 3, crossed=2 if step == 10 else 1))
+            learn_both(factored, dense, rows, 0, float(rng.normal()))
+            assert factored.is_dense == (step >= 10)
+            assert_same_answers(factored, dense, rows)
+
+    @pytest.mark.parametrize("crossed", [1, 2])
+    def test_a_model_rebuilt_from_its_bytes_answers_bit_for_bit_alike(self, crossed: int) -> None:
+        layout = FeatureLayout(random_rows_spec(True))
+        model = FactoredRidge(layout, 1.0)
+        rng = np.random.default_rng(8)
+        for _ in range(20):
+            model.update(layout.rows(random_context(rng), random_candidates(rng, 1, crossed=crossed)), 1.0)
+        copy = FactoredRidge(layout, 1.0)
+
+        copy.load(model.to_bytes())
+
+        rows = layout.rows(random_context(rng), random_candidates(rng, 5))
+        assert copy.n == model.n == 20
+        assert copy.is_dense == model.is_dense == (crossed == 2)
+        np.testing.assert_array_equal(copy.mean(rows), model.mean(rows))
+        np.testing.assert_array_equal(copy.covariance(rows), model.covariance(rows))
+
+    def test_a_dense_ridge_state_from_before_the_factored_model_still_loads(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+        dense = RidgeModel(FactoredRidge(layout, 1.0).dim, 1.0)
+        rng = np.random.default_rng(9)
+        rows = layout.rows(random_context(rng), random_candidates(rng, 3))
+        dense.update(rows.dense()[1], 1.0)
+        model = FactoredRidge(layout, 1.0)
+
+        model.load(dense.to_bytes())
+
+        assert model.is_dense
+        assert model.n == 1
+        np.testing.assert_array_equal(model.mean(rows), dense.mean(rows.dense()))
+
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            FeatureSpec(name="plain/v1", shared=("s0", "s1"), action=("effort",)),
+            FeatureSpec(name="no-shared/v1", shared=(), action=("c0", "effort"), action_cross=("c0",)),
+        ],
+        ids=["no-crossed-block", "no-shared-features"],
+    )
+    def test_degenerate_layouts_still_equal_a_dense_ridge(self, spec: FeatureSpec) -> None:
+        layout = FeatureLayout(spec)
+        factored = FactoredRidge(layout, 1.0)
+        dense = RidgeModel(factored.dim, 1.0)
+        rng = np.random.default_rng(10)
+        for _ in range(10):
+            context = {name: float(rng.normal()) for name in spec.shared}
+            rows = layout.rows(context, [{name: float(rng.normal()) for name in spec.action} for _ in range(3)])
+            learn_both(factored, dense, rows, 1, float(rng.normal()))
+            assert_same_answers(factored, dense, rows)
+
+    def test_untrained_model_predicts_zero_with_the_prior_width(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+        model = FactoredRidge(layout, 4.0)
+        rows = layout.rows({"s0": 1.0}, [{"c0": 1.0}])
+
+        assert model.mean(rows).tolist() == [0.0]
+        # x = [shared (1, 0, 0), action c0 = 1, c0 (x) shared = (1, 0, 0)]: |x|^2 = 3, so width = sqrt(3 / 4).
+        np.testing.assert_allclose(model.width(rows), [np.sqrt(0.75)])
