@@ -24,6 +24,7 @@ knob) were chosen once, for every stream, from a small grid on
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -395,6 +396,7 @@ class FeatureLayout:
         self._shared_index = {name: i for i, name in enumerate(features.shared)}
         self._action_index = {name: i for i, name in enumerate(features.action)}
         self._cross_columns = np.array([features.action.index(n) for n in features.action_cross], dtype=np.intp)
+        self._memo: tuple[Features, Sequence[Features], CandidateRows] | None = None
 
     def shared_vector(self, shared: Features) -> Vector:
         out = np.zeros(self.shared_dim)
@@ -424,6 +426,20 @@ class FeatureLayout:
         return out
 
     def rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
+        """Return the candidate rows; the live policy and its shadows share one computation per decision.
+
+        The one-entry memo is keyed by the identity of the inputs and holds
+        them, so an id cannot be reused while it is cached; callers must not
+        mutate a context or candidate list after handing it over.
+        """
+        memo = self._memo
+        if memo is not None and memo[0] is shared and memo[1] is actions:
+            return memo[2]
+        rows = self._rows(shared, actions)
+        self._memo = (shared, actions, rows)
+        return rows
+
+    def _rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
         s = self.shared_vector(shared)
         a = self.action_matrix(actions)
         cross = a[:, self._cross_columns]
@@ -436,6 +452,12 @@ class FeatureLayout:
             border = border * scale[:, None]
             cross = cross * scale[:, None]
         return CandidateRows(shared=s, border=border, cross=cross)
+
+
+@functools.cache
+def layout_for(features: FeatureSpec, *, shared_weights: bool) -> FeatureLayout:
+    """Return the one layout of `features` (policies with the same features share it, and its memo)."""
+    return FeatureLayout(features, shared_weights=shared_weights)
 
 
 class FactoredRidge:
@@ -631,7 +653,7 @@ class _LinearPolicy:
 
     def __init__(self, *, features: FeatureSpec, ridge: float, shared_weights: bool) -> None:
         self.features = features
-        self.layout = FeatureLayout(features, shared_weights=shared_weights)
+        self.layout = layout_for(features, shared_weights=shared_weights)
         self.model = FactoredRidge(self.layout, ridge)
 
     @property
