@@ -48,7 +48,11 @@ def http(
     users: Annotated[int, typer.Option(help="Accounts whose tokens the load rotates over.")] = 200,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
 ) -> None:
-    """Measure requests/s and latency of `POST /v1/tips/next` next to a hello-world route (needs wrk)."""
+    """Measure requests/s and latency of `POST /v1/tips/next` next to hello-world routes (needs wrk).
+
+    The hello-world baseline is an async route; a sync one shows what the
+    thread-pool hop of a sync endpoint (as the app's are) costs on its own.
+    """
     wrk = shutil.which("wrk")
     if wrk is None:
         console.print("[red]error:[/] wrk is not installed (Debian: `apt-get install wrk`; `make bench` does it)")
@@ -61,12 +65,13 @@ def http(
             base = f"http://127.0.0.1:{port}"
             results = [
                 _wrk(wrk, base, "/bench/hello", folder, "hello-world POST", duration, connections),
+                _wrk(wrk, base, "/bench/hello-sync", folder, "hello-world POST, sync", duration, connections),
                 _wrk(wrk, base, "/v1/tips/next", folder, "POST /v1/tips/next", duration, connections),
             ]
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
-    hello, tips = results
+    hello, _, tips = results
     ratio = tips.mean / hello.mean if hello.mean else 0.0
     print_table("tipwise bench http (requests/s; latency in ms)", results)
     console.print(f"/v1/tips/next reaches {ratio:.0%} of the hello-world rate; its p99 is {tips.p99:.1f} ms")

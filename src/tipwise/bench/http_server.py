@@ -35,7 +35,12 @@ def main(port: int, users: int, tokens_file: Path) -> None:
     app = create_app(container)
 
     @app.post("/bench/hello", include_in_schema=False)
-    def hello() -> dict[str, bool]:
+    async def hello() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.post("/bench/hello-sync", include_in_schema=False)
+    def hello_sync() -> dict[str, bool]:
+        # The same, run in the thread pool like every sync endpoint of the app.
         return {"ok": True}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)

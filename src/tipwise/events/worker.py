@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from tipwise.events.bus import EventBus
@@ -14,9 +15,17 @@ log = get_logger(__name__)
 class Worker:
     """Runs `bus.relay()`, `bus.dispatch()` and each periodic job, whenever woken or every `interval`."""
 
-    def __init__(self, *, bus: EventBus, interval: float = 1.0) -> None:
+    def __init__(
+        self, *, bus: EventBus, interval: float = 1.0, job_interval: float = 1.0, coalesce: float = 0.05
+    ) -> None:
         self._bus = bus
         self._interval = interval
+        # After a wake-up, wait this long so one round carries many events: under load, a round
+        # per decision would take the database's single write lock several times per request.
+        self._coalesce = coalesce
+        # Periodic jobs need not run on every wake-up; under load that would be once per decision.
+        self._job_interval = job_interval
+        self._jobs_due = 0.0
         self._jobs: list[Callable[[], int | None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -31,7 +40,7 @@ class Worker:
         """Ask for a round now, e.g. right after a commit that wrote to the outbox."""
         self._wake.set()
 
-    def run_once(self) -> int:
+    def run_once(self, *, jobs: bool = True) -> int:
         """Relay, dispatch until the log is drained, run the jobs; return events applied."""
         with self._lock:
             applied = 0
@@ -41,7 +50,7 @@ class Worker:
                 applied += done
                 if moved or done:
                     continue
-                if not sum(job() or 0 for job in self._jobs):
+                if not jobs or not sum(job() or 0 for job in self._jobs):
                     return applied
 
     def start(self) -> None:
@@ -62,10 +71,14 @@ class Worker:
     def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            self._wake.wait(self._interval * (2 ** min(failures, 5)))
+            if self._wake.wait(self._interval * (2 ** min(failures, 5))) and self._coalesce:
+                self._stop.wait(self._coalesce)
             self._wake.clear()
             try:
-                self.run_once()
+                due = time.monotonic() >= self._jobs_due
+                self.run_once(jobs=due)
+                if due:
+                    self._jobs_due = time.monotonic() + self._job_interval
                 failures = 0
             except Exception:
                 # The failed batch rolled back; it is retried with backoff.

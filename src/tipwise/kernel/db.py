@@ -9,6 +9,7 @@ when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,6 +118,11 @@ class Database:
     def __post_init__(self) -> None:
         self._read = sessionmaker(self.read_engine, class_=ReadSession, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, class_=WriteSession, expire_on_commit=False)
+        # SQLite admits one writer at a time, and a writer that finds the lock taken sleeps in
+        # steps of milliseconds before it retries. Queueing this process's writers on a Python
+        # lock hands the database over as soon as it is free (other processes still meet the
+        # busy timeout).
+        self._writers: threading.Lock | None = threading.Lock() if is_sqlite(self.url) else None
 
     @classmethod
     def connect(cls, url: str) -> Database:
@@ -144,7 +150,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
         """Open a unit of work that commits once on success and rolls back on error."""
-        with self._write() as session, session.begin():
+        if self._writers is None:
+            with self._write() as session, session.begin():
+                yield session
+            return
+        with self._writers, self._write() as session, session.begin():
             yield session
 
     def ping(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from uuid import UUID
 
 from tipwise.kernel.clock import Clock
@@ -9,18 +11,38 @@ from tipwise.kernel.db import Database
 from tipwise.profile import service
 from tipwise.profile.contracts import Preferences, PreferencesPatch
 
+# Preferences are read on every decision and change rarely. A change made through this
+# process is seen at once; one made through another process within this many seconds.
+CACHE_SECONDS = 5.0
+
 
 class ProfileFacade:
-    def __init__(self, *, db: Database, clock: Clock) -> None:
+    def __init__(self, *, db: Database, clock: Clock, cache_seconds: float = CACHE_SECONDS) -> None:
         self._db = db
         self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._cache: dict[UUID, tuple[float, Preferences]] = {}
+        self._lock = threading.Lock()
 
     def preferences(self, *, user_id: UUID) -> Preferences:
         """Return the person's preferences, defaults when they have set none."""
+        cached = self._cache.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         with self._db.read() as session:
-            return service.preferences(session, user_id)
+            prefs = service.preferences(session, user_id)
+        self._remember(prefs)
+        return prefs
 
     def update_preferences(self, *, user_id: UUID, patch: PreferencesPatch) -> Preferences:
         """Apply `patch` and return the preferences as stored."""
         with self._db.write() as session:
-            return service.update_preferences(session, user_id=user_id, patch=patch, now=self._clock.now())
+            prefs = service.update_preferences(session, user_id=user_id, patch=patch, now=self._clock.now())
+        self._remember(prefs)
+        return prefs
+
+    def _remember(self, prefs: Preferences) -> None:
+        with self._lock:
+            if len(self._cache) > 100_000:  # bound the memory; the next reads refill it
+                self._cache.clear()
+            self._cache[prefs.user_id] = (time.monotonic() + self._cache_seconds, prefs)

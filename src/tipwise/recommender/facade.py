@@ -65,8 +65,9 @@ class RecommenderFacade:
         answer then has no tip, and the choice is logged and learned like any other.
         """
         prefs = self._profile.preferences(user_id=user_id)
-        with self._db.write() as session:
-            decision = self._decisions.decide(
+        # Decide in a read transaction; hold the write lock only to record the decision.
+        with self._db.read() as session:
+            plan = self._decisions.plan(
                 session,
                 prefs=prefs,
                 now=self._clock.now(),
@@ -74,9 +75,11 @@ class RecommenderFacade:
                 explore=explore,
                 allow_nothing=allow_nothing,
             )
-        if decision is None:
+        if plan is None:
             self._metrics.empty_decisions.inc()
             return None
+        with self._db.write() as session:
+            decision = self._decisions.record(session, plan)
         self._metrics.decisions.labels(policy=decision.policy).inc()
         self._on_commit()
         return decision

@@ -12,7 +12,7 @@ from tipwise.advice import AdviceFacade, Tip
 from tipwise.kernel.db import ReadSession, WriteSession
 from tipwise.kernel.errors import Conflict, InvalidInput, NotFound
 from tipwise.kernel.ids import new_id
-from tipwise.ml.serving import Scorer
+from tipwise.ml.serving import RankedDecision, Scorer
 from tipwise.profile import Preferences
 from tipwise.recommender import repository
 from tipwise.recommender.contracts import (
@@ -28,7 +28,7 @@ from tipwise.recommender.contracts import (
     TipOut,
 )
 from tipwise.recommender.domain.candidates import CandidateRules, eligible_tips
-from tipwise.recommender.domain.features import FEATURE_SPEC, SEND_NOTHING, FeatureAssembler
+from tipwise.recommender.domain.features import FEATURE_SPEC, SEND_NOTHING, Context, FeatureAssembler
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.models import FeedbackRow, TipInstanceRow
 
@@ -41,20 +41,19 @@ class DecisionService:
     history_window: timedelta
     assembler: FeatureAssembler
 
-    def decide(
+    def plan(
         self,
-        session: WriteSession,
+        session: ReadSession,
         *,
         prefs: Preferences,
         now: datetime,
         seed: int,
         explore: bool,
         allow_nothing: bool = False,
-    ) -> NextTipOut | None:
-        """Pick a tip for the person, persist the decision and its `tip.decided` event; None if nothing fits."""
-        user_id = prefs.user_id
+    ) -> Plan | None:
+        """Choose a tip for the person (candidates, features, policy); None if nothing fits. Writes nothing."""
         local_now = now.astimezone(prefs.zone)
-        history = repository.history_since(session, user_id=user_id, since=now - self.history_window)
+        history = repository.history_since(session, user_id=prefs.user_id, since=now - self.history_window)
         tips = eligible_tips(
             self.advice.active(),
             history=history,
@@ -67,19 +66,25 @@ class DecisionService:
             return None
         context = self.assembler.assemble(local_now=local_now, history=history, tips=tips, allow_nothing=allow_nothing)
         ids = list(context.actions)
-        candidates = list(context.actions.values())
-        ranked = self.scorer.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
-        live = ranked.live
-        chosen_id = ids[live.decision.index]
-        chosen = None if chosen_id == SEND_NOTHING else tips[live.decision.index]
+        ranked = self.scorer.decide(
+            context=context.shared, candidates=list(context.actions.values()), seed=seed, explore=explore
+        )
+        chosen_id = ids[ranked.live.decision.index]
+        chosen = None if chosen_id == SEND_NOTHING else tips[ranked.live.decision.index]
+        return Plan(user_id=prefs.user_id, now=now, seed=seed, context=context, ids=ids, ranked=ranked, chosen=chosen)
+
+    def record(self, session: WriteSession, plan: Plan) -> NextTipOut:
+        """Persist a planned decision as a `TipInstance` and its `tip.decided` event, in the caller's transaction."""
+        live, context, ids, now = plan.ranked.live, plan.context, plan.ids, plan.now
+        chosen_id = plan.chosen.id if plan.chosen else SEND_NOTHING
         instance_id = new_id()
         repository.add_instance(
             session,
             TipInstanceRow(
                 id=instance_id,
-                user_id=user_id,
+                user_id=plan.user_id,
                 tip_id=chosen_id,
-                category=chosen.category.value if chosen else NO_CATEGORY,
+                category=plan.chosen.category.value if plan.chosen else NO_CATEGORY,
                 decided_at=now,
                 policy=live.policy,
                 policy_version=live.policy_version,
@@ -96,16 +101,16 @@ class DecisionService:
                         "propensity": shadow.decision.propensity,
                         "probabilities": dict(zip(ids, shadow.decision.probabilities, strict=True)),
                     }
-                    for shadow in ranked.shadows
+                    for shadow in plan.ranked.shadows
                 ],
                 confidence=live.decision.confidence,
                 explored=live.decision.explored,
-                seed=seed,
+                seed=plan.seed,
             ),
         )
         payload = TipDecided(
             tip_instance_id=instance_id,
-            user_id=user_id,
+            user_id=plan.user_id,
             tip_id=chosen_id,
             policy=live.policy,
             model_version=live.model_version,
@@ -117,12 +122,12 @@ class DecisionService:
         )
         events.publish(
             session,
-            events.Event.create(type=events.TIP_DECIDED, subject=str(user_id), time=now, data=payload.to_data()),
+            events.Event.create(type=events.TIP_DECIDED, subject=str(plan.user_id), time=now, data=payload.to_data()),
         )
         return NextTipOut(
             tip_instance_id=instance_id,
-            tip=TipOut.of(chosen) if chosen else None,
-            send_nothing=chosen is None,
+            tip=TipOut.of(plan.chosen) if plan.chosen else None,
+            send_nothing=plan.chosen is None,
             policy=live.policy,
             model_version=live.model_version,
             propensity=live.decision.propensity,
@@ -130,6 +135,19 @@ class DecisionService:
             explored=live.decision.explored,
             decided_at=now,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A decision made but not yet recorded."""
+
+    user_id: UUID
+    now: datetime
+    seed: int
+    context: Context
+    ids: list[str]
+    ranked: RankedDecision
+    chosen: Tip | None
 
 
 # What a "send nothing" decision stores as its category.

@@ -269,6 +269,9 @@ class Learner:
         """Publish `reward.defaulted` for decisions whose reward wait has passed; return how many."""
         moment = now or self._clock.now()
         cutoff = moment - self._rewards.wait
+        with self._db.read() as session:
+            if not repository.expired(session, decided_before=cutoff, limit=1):
+                return 0  # the common case: no write transaction, no lock
         with self._db.write() as session:
             expired = repository.expired(session, decided_before=cutoff, limit=EXPIRE_BATCH)
             for tip_instance_id in expired:
