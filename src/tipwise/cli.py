@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tipwise.cli_helpers import command_container, fail
 from tipwise.kernel.errors import ConfigurationError
 from tipwise.settings import Settings
 
@@ -38,11 +39,6 @@ def _configure() -> None:
 
     settings = Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -81,8 +77,7 @@ def serve(
     try:
         container = build(settings)
     except ConfigurationError as exc:
-        _fail(exc.detail)
-        return
+        fail(exc.detail)
     typer.echo(f"Tipwise is serving on http://{settings.host}:{settings.port}  (Ctrl+C to stop)")
     try:
         uvicorn.run(create_app(container), host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -124,17 +119,11 @@ def ml_serve(
 @app.command()
 def replay() -> None:
     """Rebuild every model from the event log and check it equals the live model bit for bit."""
-    from tipwise.bootstrap import build
     from tipwise.ml.pipelines import replay as rebuild
     from tipwise.ml.pipelines import stored_states
     from tipwise.ml.pipelines.learner import same_state
 
-    try:
-        container = build(_settings())
-    except ConfigurationError as exc:
-        _fail(exc.detail)
-        return
-    try:
+    with command_container(_settings()) as container:
         position = container.bus.position(container.learner.name)
         rebuilt = rebuild(
             container.bus.read(until=position),
@@ -143,8 +132,6 @@ def replay() -> None:
             rewards=container.learner.reward_map,
         )
         stored = stored_states(container.db)
-    finally:
-        container.close()
     mismatches = 0
     for name, model in rebuilt.items():
         live = stored.get(name)
@@ -154,7 +141,7 @@ def replay() -> None:
         verdict = "identical" if identical else "DIFFERS"
         typer.echo(f"{name:<16} rebuilt from log up to position {position}: {model.version} rewards, {verdict}")
     if mismatches:
-        _fail(f"{mismatches} model(s) differ from the log")
+        fail(f"{mismatches} model(s) differ from the log")
 
 
 @operator_app.command("grant")
@@ -171,21 +158,13 @@ def operator_revoke(email: Annotated[str, typer.Argument(help="The account's ema
 
 def _set_role(email: str, *, operator: bool) -> None:
     from tipwise.auth import Role
-    from tipwise.bootstrap import build
     from tipwise.kernel.errors import NotFound
 
-    try:
-        container = build(_settings())
-    except ConfigurationError as exc:
-        _fail(exc.detail)
-        return
-    try:
-        account = container.auth.set_role(email=email, role=Role.OPERATOR if operator else Role.USER)
-    except NotFound as exc:
-        _fail(exc.detail)
-        return
-    finally:
-        container.close()
+    with command_container(_settings()) as container:
+        try:
+            account = container.auth.set_role(email=email, role=Role.OPERATOR if operator else Role.USER)
+        except NotFound as exc:
+            fail(exc.detail)
     typer.echo(f"{account.email} is now {account.role.value} (takes effect at their next sign-in)")
 
 
@@ -201,8 +180,7 @@ def advice_check(
     try:
         library = load_library(path or DEFAULT_LIBRARY)
     except AdviceLibraryError as exc:
-        _fail(exc.detail)
-        return
+        fail(exc.detail)
     counts = Counter(tip.category.value for tip in library.tips)
     typer.echo(f"advice library {library.version}: {len(library.tips)} tips, all valid")
     for category, count in sorted(counts.items()):

@@ -8,22 +8,21 @@ closes it again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tipwise.kernel.errors import ConfigurationError, TipwiseError
+from tipwise.cli_helpers import command_container, fail
+from tipwise.kernel.errors import TipwiseError
 from tipwise.ml.pipelines.promotions import current_live_policy, promote, promotion_history
 from tipwise.ml.pipelines.report import EvaluationReport, evaluate, plot
 from tipwise.settings import Settings
 
 if TYPE_CHECKING:
-    from tipwise.bootstrap import Container
+    pass
 
 PLOT_FILE = "evaluation.png"
 # Flag a policy whose importance weights are worth fewer than this share of the decisions.
@@ -63,7 +62,7 @@ def evaluate_command(
     """Estimate the live and every shadow policy on the logged decisions (IPS, SNIPS, DR with intervals)."""
     settings = Settings()
     since_at = _parse_since(since)
-    with _container(settings) as container:
+    with command_container(settings) as container:
         try:
             report = evaluate(
                 container.recommender,
@@ -73,7 +72,7 @@ def evaluate_command(
                 live=container.registry.live,
             )
         except ValueError as exc:
-            _fail(f"nothing to evaluate: {exc}")
+            fail(f"nothing to evaluate: {exc}")
     typer.echo(render(report))
     written = plot(report, plot_path or settings.data_dir / PLOT_FILE)
     typer.echo(f"plot: {written}")
@@ -96,7 +95,7 @@ def promote_command(
 ) -> None:
     """Make NAME the live policy if its lower confidence bound beats the live policy's estimate."""
     since_at = _parse_since(since)
-    with _container(Settings()) as container:
+    with command_container(Settings()) as container:
         try:
             report: EvaluationReport | None = evaluate(
                 container.recommender,
@@ -107,7 +106,7 @@ def promote_command(
             )
         except ValueError as exc:
             if not force:
-                _fail(f"cannot evaluate the candidate: {exc}")
+                fail(f"cannot evaluate the candidate: {exc}")
             typer.secho(f"warning: no evaluation ({exc}); promoting on --force alone", fg=typer.colors.YELLOW, err=True)
             report = None
         try:
@@ -122,7 +121,7 @@ def promote_command(
                 configured=list(container.registry.specs),
             )
         except TipwiseError as exc:
-            _fail(exc.detail)
+            fail(exc.detail)
     if promotion.forced:
         typer.secho(f"warning: {name!r} did not pass the gate; promoted because of --force", fg="yellow", err=True)
     evidence = (
@@ -139,7 +138,7 @@ def promote_command(
 
 def list_command() -> None:
     """Show the live policy, the shadows, and the promotion history."""
-    with _container(Settings()) as container:
+    with command_container(Settings()) as container:
         registry = container.registry
         versions = registry.versions()
         promoted = current_live_policy(container.db)
@@ -204,20 +203,6 @@ def render(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _container(settings: Settings) -> Iterator[Container]:
-    from tipwise.bootstrap import build
-
-    try:
-        container = build(settings)
-    except ConfigurationError as exc:
-        _fail(exc.detail)
-    try:
-        yield container
-    finally:
-        container.close()
-
-
 def _parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -226,8 +211,3 @@ def _parse_since(value: str | None) -> datetime | None:
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint="--since") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
