@@ -253,7 +253,7 @@ class TestEvaluationOfASimulatedPerson:
         assert "nothing to evaluate: the decision log is empty" in since.output
 
 
-def _estimate(value: float, half_width: float) -> Estimate:
+def _estimate(value: float, half_width: float, effective: float = 400.0) -> Estimate:
     return Estimate(
         estimator="dr",
         value=value,
@@ -262,11 +262,11 @@ def _estimate(value: float, half_width: float) -> Estimate:
         std_error=half_width / 1.96,
         confidence=0.95,
         n=500,
-        effective_sample_size=400.0,
+        effective_sample_size=effective,
     )
 
 
-def _report(live: float, candidate: float, half_width: float = 0.05) -> EvaluationReport:
+def _report(live: float, candidate: float, half_width: float = 0.05, effective: float = 400.0) -> EvaluationReport:
     return EvaluationReport(
         created_at=datetime(2026, 11, 25, tzinfo=UTC),
         since=None,
@@ -278,7 +278,9 @@ def _report(live: float, candidate: float, half_width: float = 0.05) -> Evaluati
         on_policy=None,
         policies=(
             PolicyEvaluation(policy="linucb", live=True, estimates={"dr": _estimate(live, half_width)}),
-            PolicyEvaluation(policy="epsilon_greedy", live=False, estimates={"dr": _estimate(candidate, half_width)}),
+            PolicyEvaluation(
+                policy="epsilon_greedy", live=False, estimates={"dr": _estimate(candidate, half_width, effective)}
+            ),
         ),
     )
 
@@ -294,6 +296,13 @@ class TestGate:
             gate(report, candidate="epsilon_greedy", estimator="dm")
         with pytest.raises(InvalidPromotion, match="the report has no SNIPS estimates"):
             gate(report, candidate="epsilon_greedy", estimator="snips")
+
+    def test_a_candidate_the_log_says_too_little_about_is_refused_however_good_it_looks(self) -> None:
+        thin = gate(_report(live=0.40, candidate=0.90, effective=49.0), candidate="epsilon_greedy")
+        assert thin.candidate_lower > thin.live_estimate
+        assert not thin.passed
+        assert "effective sample of 49.0 of 500 decisions" in thin.explain()
+        assert gate(_report(live=0.40, candidate=0.90, effective=50.0), candidate="epsilon_greedy").passed
 
     def test_the_candidates_lower_bound_is_compared_with_the_live_value(self) -> None:
         result = gate(_report(live=0.40, candidate=0.50, half_width=0.05), candidate="epsilon_greedy")

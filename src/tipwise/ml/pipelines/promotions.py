@@ -29,6 +29,8 @@ from tipwise.ml.pipelines.report import EvaluationReport
 log = get_logger(__name__)
 
 ESTIMATORS = ("dr", "snips", "ips")
+# An interval computed from a handful of effective samples cannot be trusted, however narrow it looks.
+MIN_EFFECTIVE_FRACTION = 0.1
 NOTE_LENGTH = 500
 
 
@@ -50,12 +52,23 @@ class GateResult:
     candidate_lower: float
     live_estimate: float
     n: int
+    effective_sample_size: float = float("inf")
+
+    @property
+    def enough_evidence(self) -> bool:
+        """Whether the candidate's estimate rests on enough effective samples to be trusted."""
+        return self.effective_sample_size >= MIN_EFFECTIVE_FRACTION * self.n
 
     @property
     def passed(self) -> bool:
-        return self.candidate_lower > self.live_estimate
+        return self.enough_evidence and self.candidate_lower > self.live_estimate
 
     def explain(self) -> str:
+        if not self.enough_evidence:
+            return (
+                f"{self.candidate}'s estimate rests on an effective sample of {self.effective_sample_size:.1f} "
+                f"of {self.n} decisions (under {MIN_EFFECTIVE_FRACTION:.0%}): the log says too little about it"
+            )
         verb = "beats" if self.passed else "does not beat"
         return (
             f"{self.candidate}'s {self.estimator.upper()} lower bound {self.candidate_lower:.4f} {verb} "
@@ -109,6 +122,7 @@ def gate(report: EvaluationReport, *, candidate: str, estimator: str = "dr") -> 
         candidate_lower=evaluated.estimate(estimator).lower,
         live_estimate=report.policy(report.live).estimate(estimator).value,
         n=report.n,
+        effective_sample_size=evaluated.estimate(estimator).effective_sample_size,
     )
 
 
