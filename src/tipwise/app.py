@@ -57,6 +57,7 @@ def create_app(container: Container) -> FastAPI:
             clock=container.clock,
             live_policy=lambda: container.registry.live,
             model_versions=container.registry.versions,
+            evaluate=container.evaluate,
         ),
         secret_key=container.secret_key,
     )

@@ -18,7 +18,7 @@ from tipwise.kernel.db import Database
 from tipwise.kernel.errors import ConfigurationError
 from tipwise.kernel.logging import get_logger
 from tipwise.kernel.metrics import Metrics
-from tipwise.ml.pipelines import Learner, LearnerSettings, current_live_policy
+from tipwise.ml.pipelines import EvaluationReport, Learner, LearnerSettings, current_live_policy, evaluate
 from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry, PolicySettings
 from tipwise.profile import ProfileFacade
 from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderSettings
@@ -45,6 +45,16 @@ class Container:
     learner: Learner
     recommender: RecommenderFacade
     secret_key: str
+
+    def evaluate(self, *, since: datetime | None = None) -> EvaluationReport:
+        """Evaluate the live policy and every shadow on the decision log; ValueError when it is too short."""
+        return evaluate(
+            self.recommender,
+            rewards=self.learner.reward_map,
+            now=self.clock.now(),
+            since=since,
+            live=self.registry.live,
+        )
 
     def close(self) -> None:
         self.worker.stop()

@@ -10,7 +10,6 @@ from tipwise.kernel.clock import Clock
 from tipwise.ml.pipelines import (
     EvaluationReport,
     RewardMap,
-    evaluate,
     render_png,
     render_reward_history_png,
     reward_history,
@@ -27,11 +26,12 @@ class OperatorView:
     clock: Clock
     live_policy: Callable[[], str]
     model_versions: Callable[[], dict[str, int]]
+    evaluate: Callable[[], EvaluationReport]
 
     def report(self) -> EvaluationReport | None:
         """Evaluate every policy on the settled decisions; None while there are too few."""
         try:
-            return evaluate(self.recommender, rewards=self.rewards, now=self.clock.now(), live=self.live_policy())
+            return self.evaluate()
         except ValueError:
             return None
 

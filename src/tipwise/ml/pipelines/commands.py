@@ -18,7 +18,7 @@ import typer
 from tipwise.cli_helpers import command_container, fail
 from tipwise.kernel.errors import TipwiseError
 from tipwise.ml.pipelines.promotions import current_live_policy, promote, promotion_history
-from tipwise.ml.pipelines.report import EvaluationReport, evaluate, plot
+from tipwise.ml.pipelines.report import EvaluationReport, plot
 from tipwise.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,13 +64,7 @@ def evaluate_command(
     since_at = _parse_since(since)
     with command_container(settings) as container:
         try:
-            report = evaluate(
-                container.recommender,
-                rewards=container.learner.reward_map,
-                now=container.clock.now(),
-                since=since_at,
-                live=container.registry.live,
-            )
+            report = container.evaluate(since=since_at)
         except ValueError as exc:
             fail(f"nothing to evaluate: {exc}")
     typer.echo(render(report))
@@ -97,13 +91,7 @@ def promote_command(
     since_at = _parse_since(since)
     with command_container(Settings()) as container:
         try:
-            report: EvaluationReport | None = evaluate(
-                container.recommender,
-                rewards=container.learner.reward_map,
-                now=container.clock.now(),
-                since=since_at,
-                live=container.registry.live,
-            )
+            report: EvaluationReport | None = container.evaluate(since=since_at)
         except ValueError as exc:
             if not force:
                 fail(f"cannot evaluate the candidate: {exc}")
