@@ -75,6 +75,8 @@ class TestWebPages:
         refused = client.post("/web/tips/next", headers={"X-CSRF-Token": "forged"})
         assert refused.status_code == 403
         assert refused.json()["code"] == "csrf_failed"
+        non_ascii = client.post("/web/tips/next", headers={b"X-CSRF-Token": "f\u00f6rged".encode()})
+        assert non_ascii.status_code == 403
         anonymous = TestClient(client.app)
         signup = anonymous.post("/signup", data={"email": "x@example.com", "password": "a long password"})
         assert signup.status_code == 403

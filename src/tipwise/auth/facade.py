@@ -25,8 +25,10 @@ class AuthFacade:
 
     def register(self, *, email: str, password: str) -> Account:
         """Create a local account; raises `Conflict` when the email is taken."""
+        # Hash first: on SQLite the write transaction holds the only writer lock.
+        password_hash = self._accounts.hash_password(password)
         with self._db.write() as session:
-            return self._accounts.register(session, email=email, password=password, now=self._clock.now())
+            return self._accounts.register(session, email=email, password_hash=password_hash, now=self._clock.now())
 
     def authenticate(self, *, email: str, password: str) -> Account:
         """Return the account for these credentials; raises `Unauthorized` otherwise."""

@@ -36,13 +36,15 @@ class AccountService:
         # Verifying against a real hash when the account is unknown keeps timing uniform.
         self._dummy_hash = hasher.hash("not-a-real-password")
 
-    def register(self, session: WriteSession, *, email: str, password: str, now: datetime) -> Account:
+    def hash_password(self, password: str) -> str:
+        """Return the argon2id hash of `password` (slow on purpose: call it outside any transaction)."""
+        return self._hasher.hash(password)
+
+    def register(self, session: WriteSession, *, email: str, password_hash: str, now: datetime) -> Account:
         email = normalize_email(email)
         if repository.by_email(session, email) is not None:
             raise Conflict("an account with this email already exists", extra={"field": "email"})
-        row = UserRow(
-            id=new_id(), email=email, password_hash=self._hasher.hash(password), role=Role.USER.value, created_at=now
-        )
+        row = UserRow(id=new_id(), email=email, password_hash=password_hash, role=Role.USER.value, created_at=now)
         repository.add(session, row)
         return _account(row)
 

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
@@ -61,7 +62,8 @@ async def check_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not expected or not sent or not secrets.compare_digest(str(expected), sent):
+    # Compare bytes: compare_digest refuses non-ASCII text, which a forged header may carry.
+    if not expected or not sent or not secrets.compare_digest(str(expected).encode(), sent.encode()):
         raise CsrfFailed("the form expired or came from another site; reload the page and try again")
 
 
@@ -128,7 +130,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         await check_csrf(request)
         try:
             body = RegisterRequest(email=email, password=password)
-            account = auth.register(email=body.email, password=body.password)
+            account = await run_in_threadpool(auth.register, email=body.email, password=body.password)
         except ValidationError as exc:
             message = "; ".join(str(err["msg"]) for err in exc.errors())
             return _render(request, "signup.html", 422, email=email, error=message)
@@ -138,7 +140,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             zone = validate_timezone(timezone)
         except ValueError:
             zone = "UTC"
-        profile.update_preferences(user_id=account.id, patch=PreferencesPatch(timezone=zone))
+        await run_in_threadpool(profile.update_preferences, user_id=account.id, patch=PreferencesPatch(timezone=zone))
         _start_session(request, account.id)
         return RedirectResponse("/", status_code=303)
 
@@ -150,7 +152,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
     async def signin(request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
         await check_csrf(request)
         try:
-            account = auth.authenticate(email=email, password=password)
+            account = await run_in_threadpool(auth.authenticate, email=email, password=password)
         except Unauthorized as exc:
             return _render(request, "signin.html", 401, email=email, error=exc.detail)
         _start_session(request, account.id, account.role)
@@ -168,7 +170,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         user_id = _user_id(request)
         if user_id is None:
             return Response(status_code=401, headers={"HX-Redirect": "/signin"})
-        decision = recommender.next_tip(user_id=user_id)
+        decision = await run_in_threadpool(recommender.next_tip, user_id=user_id)
         return _render(request, "_card.html", decision=decision)
 
     @router.post("/web/tips/{tip_instance_id}/reaction", response_model=None)
@@ -177,7 +179,8 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         user_id = _user_id(request)
         if user_id is None:
             return Response(status_code=401, headers={"HX-Redirect": "/signin"})
-        recommender.record_feedback(
+        await run_in_threadpool(
+            recommender.record_feedback,
             user_id=user_id,
             request=FeedbackRequest(
                 tip_instance_id=tip_instance_id, reaction=reaction, idempotency_key=f"web:{tip_instance_id}"
@@ -224,12 +227,12 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
                 request,
                 "preferences.html",
                 422,
-                prefs=profile.preferences(user_id=user_id),
+                prefs=await run_in_threadpool(profile.preferences, user_id=user_id),
                 categories=list(Category),
                 saved=False,
                 error=error,
             )
-        prefs = profile.update_preferences(user_id=user_id, patch=patch)
+        prefs = await run_in_threadpool(profile.update_preferences, user_id=user_id, patch=patch)
         return _render(request, "preferences.html", prefs=prefs, categories=list(Category), saved=True, error=None)
 
     return router

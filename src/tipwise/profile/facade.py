@@ -22,6 +22,8 @@ class ProfileFacade:
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._cache: dict[UUID, tuple[float, Preferences]] = {}
+        # Bumped by every change: a read that began before a change must not cache what it read.
+        self._generation: dict[UUID, int] = {}
         self._lock = threading.Lock()
 
     def preferences(self, *, user_id: UUID) -> Preferences:
@@ -29,20 +31,26 @@ class ProfileFacade:
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        generation = self._generation.get(user_id, 0)
         with self._db.read() as session:
             prefs = service.preferences(session, user_id)
-        self._remember(prefs)
+        self._remember(prefs, generation=generation)
         return prefs
 
     def update_preferences(self, *, user_id: UUID, patch: PreferencesPatch) -> Preferences:
         """Apply `patch` and return the preferences as stored."""
+        with self._lock:
+            generation = self._generation.get(user_id, 0) + 1
+            self._generation[user_id] = generation
         with self._db.write() as session:
             prefs = service.update_preferences(session, user_id=user_id, patch=patch, now=self._clock.now())
-        self._remember(prefs)
+        self._remember(prefs, generation=generation)
         return prefs
 
-    def _remember(self, prefs: Preferences) -> None:
+    def _remember(self, prefs: Preferences, *, generation: int) -> None:
         with self._lock:
+            if self._generation.get(prefs.user_id, 0) != generation:
+                return  # changed while we read: the change caches its own result
             if len(self._cache) > 100_000:  # bound the memory; the next reads refill it
                 self._cache.clear()
             self._cache[prefs.user_id] = (time.monotonic() + self._cache_seconds, prefs)

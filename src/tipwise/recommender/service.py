@@ -158,6 +158,10 @@ class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
 
 
+class NothingWasSent(Conflict):
+    code = "nothing_was_sent"
+
+
 class ReactionAlreadyRecorded(Conflict):
     code = "reaction_already_recorded"
 
@@ -172,6 +176,8 @@ def record_feedback(session: WriteSession, *, user_id: UUID, request: FeedbackRe
     instance = repository.instance_of(session, user_id=user_id, tip_instance_id=request.tip_instance_id)
     if instance is None:
         raise NotFound(f"no tip instance {request.tip_instance_id} for this account")
+    if instance.tip_id == SEND_NOTHING:
+        raise NothingWasSent("this decision was to send nothing; there is no tip to react to")
     if instance.reaction is not None:
         existing = repository.feedback_for(session, tip_instance_id=instance.id)
         if instance.reaction == request.reaction.value and existing is not None:

@@ -20,12 +20,18 @@ def accounts() -> AccountService:
     return AccountService(hasher=PasswordHasher(time_cost=1, memory_cost=64))
 
 
+def _hash(accounts: AccountService, password: str) -> str:
+    return accounts.hash_password(password)
+
+
 class TestAccounts:
     def test_register_then_authenticate_with_a_normalized_email(
         self, migrated: Database, accounts: AccountService
     ) -> None:
         with migrated.write() as session:
-            created = accounts.register(session, email=" Lin@Example.org ", password="a long password", now=T0)
+            created = accounts.register(
+                session, email=" Lin@Example.org ", password_hash=_hash(accounts, "a long password"), now=T0
+            )
         with migrated.read() as session:
             found = accounts.authenticate(session, email="lin@example.ORG", password="a long password")
             assert accounts.get(session, created.id) == found
@@ -37,7 +43,9 @@ class TestAccounts:
         from sqlalchemy import text
 
         with migrated.write() as session:
-            accounts.register(session, email="hash@example.org", password="a long password", now=T0)
+            accounts.register(
+                session, email="hash@example.org", password_hash=_hash(accounts, "a long password"), now=T0
+            )
         with migrated.read() as session:
             stored = session.execute(text("SELECT password_hash FROM auth_user")).scalar_one()
         assert stored.startswith("$argon2id$")
@@ -45,8 +53,12 @@ class TestAccounts:
 
     def test_duplicate_email_and_wrong_password_are_refused(self, migrated: Database, accounts: AccountService) -> None:
         with migrated.write() as session:
-            accounts.register(session, email="dup@example.org", password="a long password", now=T0)
+            accounts.register(
+                session, email="dup@example.org", password_hash=_hash(accounts, "a long password"), now=T0
+            )
         with pytest.raises(Conflict), migrated.write() as session:
-            accounts.register(session, email="DUP@example.org", password="another password", now=T0)
+            accounts.register(
+                session, email="DUP@example.org", password_hash=_hash(accounts, "another password"), now=T0
+            )
         with pytest.raises(Unauthorized), migrated.read() as session:
             accounts.authenticate(session, email="dup@example.org", password="not it at all")

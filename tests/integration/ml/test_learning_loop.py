@@ -13,6 +13,7 @@ from tests.support.decisions import shown
 from tipwise.advice import Category
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
+from tipwise.kernel.errors import Conflict
 from tipwise.recommender import FeedbackRequest, NextTipOut, Reaction
 from tipwise.recommender.models import TipInstanceRow
 
@@ -240,6 +241,8 @@ class TestSendNothing:
         assert logged.probabilities["send-nothing"] == pytest.approx(nothing.propensity)
         history = container.recommender.history(user_id=user, limit=100).items
         assert nothing.tip_instance_id not in {item.tip_instance_id for item in history}
+        with pytest.raises(Conflict, match="send nothing"):
+            _react(container, user, nothing, Reaction.DONE)
 
         container.worker.run_once()
         before = container.registry.versions()["linucb"]

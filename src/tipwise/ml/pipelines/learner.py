@@ -166,6 +166,7 @@ class Learner:
         self._dirty = False
         self._last_reaction_at: datetime | None = None
         self._unsnapshotted = 0
+        self._before_batch: tuple[datetime | None, int] = (None, 0)
         self._last_snapshot_at = clock.now()
         self.restore()
 
@@ -200,6 +201,7 @@ class Learner:
     # -- consumer protocol -----------------------------------------------------
 
     def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
+        self._before_batch = (self._last_reaction_at, self._unsnapshotted)
         # One query loads every stored decision the batch may refer to; decisions made and
         # rewarded within the batch never touch the table; the rest is written in bulk.
         referenced = {_instance_id(event) for event in batch}
@@ -261,6 +263,7 @@ class Learner:
             self._maybe_snapshot()
 
     def aborted(self) -> None:
+        self._last_reaction_at, self._unsnapshotted = self._before_batch
         self.restore()
 
     # -- reward wait -----------------------------------------------------------
