@@ -79,7 +79,20 @@ class RecommenderFacade:
             self._metrics.empty_decisions.inc()
             return None
         with self._db.write() as session:
-            decision = self._decisions.record(session, plan)
+            if not self._decisions.still_eligible(session, plan):
+                # Rare: a concurrent decision or reaction got there first; plan again under the lock.
+                plan = self._decisions.plan(
+                    session,
+                    prefs=prefs,
+                    now=plan.now,
+                    seed=plan.seed,
+                    explore=explore,
+                    allow_nothing=allow_nothing,
+                )
+            decision = self._decisions.record(session, plan) if plan is not None else None
+        if decision is None:
+            self._metrics.empty_decisions.inc()
+            return None
         self._metrics.decisions.labels(policy=decision.policy).inc()
         self._on_commit()
         return decision

@@ -64,6 +64,27 @@ def feedback_for(session: Session, *, tip_instance_id: UUID) -> FeedbackRow | No
     return session.scalar(select(FeedbackRow).where(FeedbackRow.tip_instance_id == tip_instance_id))
 
 
+def shows_of(session: Session, *, user_id: UUID, tip_id: str) -> list[PastShow]:
+    """Return every time the person was shown one tip (to re-check it just before recording)."""
+    query = select(
+        TipInstanceRow.tip_id,
+        TipInstanceRow.category,
+        TipInstanceRow.decided_at,
+        TipInstanceRow.reaction,
+        TipInstanceRow.reacted_at,
+    ).where(TipInstanceRow.user_id == user_id, TipInstanceRow.tip_id == tip_id)
+    return [
+        PastShow(
+            tip_id=tip,
+            category=Category(category),
+            decided_at=decided_at,
+            reaction=Reaction(reaction) if reaction else None,
+            reacted_at=reacted_at,
+        )
+        for tip, category, decided_at, reaction, reacted_at in session.execute(query)
+    ]
+
+
 def add_feedback(session: Session, row: FeedbackRow) -> None:
     session.add(row)
     session.flush()

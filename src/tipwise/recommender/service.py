@@ -27,7 +27,7 @@ from tipwise.recommender.contracts import (
     TipDecided,
     TipOut,
 )
-from tipwise.recommender.domain.candidates import CandidateRules, eligible_tips
+from tipwise.recommender.domain.candidates import CandidateRules, blocked_tips, eligible_tips
 from tipwise.recommender.domain.features import FEATURE_SPEC, SEND_NOTHING, Context, FeatureAssembler
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.models import FeedbackRow, TipInstanceRow
@@ -43,7 +43,7 @@ class DecisionService:
 
     def plan(
         self,
-        session: ReadSession,
+        session: ReadSession | WriteSession,
         *,
         prefs: Preferences,
         now: datetime,
@@ -72,6 +72,18 @@ class DecisionService:
         chosen_id = ids[ranked.live.decision.index]
         chosen = None if chosen_id == SEND_NOTHING else tips[ranked.live.decision.index]
         return Plan(user_id=prefs.user_id, now=now, seed=seed, context=context, ids=ids, ranked=ranked, chosen=chosen)
+
+    def still_eligible(self, session: WriteSession, plan: Plan) -> bool:
+        """Return whether the planned tip is still allowed now that the write lock is held.
+
+        Between planning (read transaction) and recording, a concurrent
+        decision may have shown the same tip, or the person may have marked
+        it not-for-me; both would be broken by recording the plan.
+        """
+        if plan.chosen is None:
+            return True
+        shows = repository.shows_of(session, user_id=plan.user_id, tip_id=plan.chosen.id)
+        return plan.chosen.id not in blocked_tips(shows, now=plan.now, rules=self.rules)
 
     def record(self, session: WriteSession, plan: Plan) -> NextTipOut:
         """Persist a planned decision as a `TipInstance` and its `tip.decided` event, in the caller's transaction."""

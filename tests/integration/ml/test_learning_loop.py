@@ -258,3 +258,24 @@ class TestSendNothing:
             assert not decision.send_nothing
             assert "send-nothing" not in _instance(container, decision.tip_instance_id).probabilities
             clock.advance(timedelta(minutes=30))
+
+
+class TestPlanThenRecord:
+    def test_a_plan_overtaken_by_a_concurrent_decision_is_not_recorded_as_is(
+        self, container: Container, clock: FakeClock
+    ) -> None:
+        user = _user(container, "race@example.com")
+        prefs = container.profile.preferences(user_id=user)
+        decisions = container.recommender._decisions  # the service behind the facade's two transactions
+        with container.db.read() as session:
+            plan = decisions.plan(session, prefs=prefs, now=clock.now(), seed=7, explore=True)
+        assert plan is not None
+        with container.db.write() as session:
+            assert decisions.still_eligible(session, plan)
+            decisions.record(session, plan)
+        # The same plan again (as a second, concurrent request would have it): the tip was just shown.
+        with container.db.write() as session:
+            assert not decisions.still_eligible(session, plan)
+        assert plan.chosen is not None
+        # Planned afresh (as the facade does when a plan is overtaken), another tip is shown.
+        assert shown(container.recommender.next_tip(user_id=user)).id != plan.chosen.id
