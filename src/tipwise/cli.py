@@ -116,6 +116,9 @@ def ml_serve(
     uvicorn.run(scoring, host=host, port=port, log_config=None, access_log=False)
 
 
+REPLAY_ATTEMPTS = 20
+
+
 @app.command()
 def replay() -> None:
     """Rebuild every model from the event log and check it equals the live model bit for bit."""
@@ -124,14 +127,21 @@ def replay() -> None:
     from tipwise.ml.pipelines.learner import same_state
 
     with command_container(_settings()) as container:
-        position = container.bus.position(container.learner.name)
+        # The learner writes its models and its log position in one transaction: the same position
+        # read before and after the models means they belong to it, even with a server running.
+        for _ in range(REPLAY_ATTEMPTS):
+            position = container.bus.position(container.learner.name)
+            stored = stored_states(container.db)
+            if container.bus.position(container.learner.name) == position:
+                break
+        else:
+            fail("the learner kept moving; stop the server or try again")
         rebuilt = rebuild(
             container.bus.read(until=position),
             specs=container.registry.specs,
             features=container.registry.features,
             rewards=container.learner.reward_map,
         )
-        stored = stored_states(container.db)
     mismatches = 0
     for name, model in rebuilt.items():
         live = stored.get(name)

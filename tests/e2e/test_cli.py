@@ -68,3 +68,31 @@ class TestCommandLine:
             main()
         assert exit_info.value.code == 2
         assert "TIPWISE_PORT: Value error, port must be between 1 and 65535" in capsys.readouterr().err
+
+    def test_replay_matches_the_live_models_after_learning(
+        self, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from tipwise.bootstrap import build
+        from tipwise.recommender import FeedbackRequest, Reaction
+
+        assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        container = build()
+        try:
+            user = container.auth.register(email="cli@example.com", password="a long password").id
+            for n in range(5):
+                decision = container.recommender.next_tip(user_id=user)
+                assert decision is not None
+                container.recommender.record_feedback(
+                    user_id=user,
+                    request=FeedbackRequest(
+                        tip_instance_id=decision.tip_instance_id, reaction=Reaction.DONE, idempotency_key=f"k{n}"
+                    ),
+                )
+            container.worker.run_once()
+        finally:
+            container.close()
+        result = runner.invoke(app, ["replay"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "linucb           rebuilt from log up to position 10: 5 rewards, identical" in result.output
