@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import ColumnElement, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipwise.advice import Category
@@ -17,17 +17,27 @@ from tipwise.recommender.models import FeedbackRow, TipInstanceRow
 
 def history_since(session: Session, *, user_id: UUID, since: datetime) -> list[PastShow]:
     """Return what the person was shown since `since`, plus every tip they marked not-for-me."""
+    return _past_shows(
+        session,
+        TipInstanceRow.user_id == user_id,
+        TipInstanceRow.tip_id != SEND_NOTHING,
+        or_(TipInstanceRow.decided_at >= since, TipInstanceRow.reaction == Reaction.NOT_FOR_ME.value),
+    )
+
+
+def shows_of(session: Session, *, user_id: UUID, tip_id: str) -> list[PastShow]:
+    """Return every time the person was shown one tip (to re-check it just before recording)."""
+    return _past_shows(session, TipInstanceRow.user_id == user_id, TipInstanceRow.tip_id == tip_id)
+
+
+def _past_shows(session: Session, *conditions: ColumnElement[bool]) -> list[PastShow]:
     query = select(
         TipInstanceRow.tip_id,
         TipInstanceRow.category,
         TipInstanceRow.decided_at,
         TipInstanceRow.reaction,
         TipInstanceRow.reacted_at,
-    ).where(
-        TipInstanceRow.user_id == user_id,
-        TipInstanceRow.tip_id != SEND_NOTHING,
-        or_(TipInstanceRow.decided_at >= since, TipInstanceRow.reaction == Reaction.NOT_FOR_ME.value),
-    )
+    ).where(*conditions)
     return [
         PastShow(
             tip_id=tip_id,
@@ -62,27 +72,6 @@ def feedback_by_key(session: Session, *, user_id: UUID, idempotency_key: str) ->
 
 def feedback_for(session: Session, *, tip_instance_id: UUID) -> FeedbackRow | None:
     return session.scalar(select(FeedbackRow).where(FeedbackRow.tip_instance_id == tip_instance_id))
-
-
-def shows_of(session: Session, *, user_id: UUID, tip_id: str) -> list[PastShow]:
-    """Return every time the person was shown one tip (to re-check it just before recording)."""
-    query = select(
-        TipInstanceRow.tip_id,
-        TipInstanceRow.category,
-        TipInstanceRow.decided_at,
-        TipInstanceRow.reaction,
-        TipInstanceRow.reacted_at,
-    ).where(TipInstanceRow.user_id == user_id, TipInstanceRow.tip_id == tip_id)
-    return [
-        PastShow(
-            tip_id=tip,
-            category=Category(category),
-            decided_at=decided_at,
-            reaction=Reaction(reaction) if reaction else None,
-            reacted_at=reacted_at,
-        )
-        for tip, category, decided_at, reaction, reacted_at in session.execute(query)
-    ]
 
 
 def add_feedback(session: Session, row: FeedbackRow) -> None:
