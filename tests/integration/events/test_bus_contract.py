@@ -80,7 +80,8 @@ def _effects(db: Database) -> list[str]:
 
 
 class Harness(Protocol):
-    bus: events.EventBus
+    @property
+    def bus(self) -> events.EventBus: ...
 
     def drain(self) -> int:
         """Relay and dispatch until nothing moves; return how many events consumers applied."""
