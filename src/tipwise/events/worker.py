@@ -82,7 +82,7 @@ class Worker:
         failures = 0
         while not self._stop.is_set():
             # A zero interval suits a bus whose dispatch waits for events itself (NATS).
-            pause = self._interval if not failures else max(self._interval, 0.1) * 2 ** min(failures, 5)
+            pause = self._interval if not failures else max(self._interval, 0.1) * 2 ** min(failures, 3)
             if self._wake.wait(pause) and self._coalesce:
                 self._stop.wait(self._coalesce)
             self._wake.clear()
