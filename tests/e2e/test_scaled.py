@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def topology(tmp_path: Path, postgres_admin_url: str, nats_url: str) -> Iterator
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         try:
             for name, url in urls.items():
-                _wait_for(lambda url=url: _ready(url), timeout=90, what=f"{name} was not ready", output=output)
+                _wait_for(partial(_ready, url), timeout=90, what=f"{name} was not ready", output=output)
             yield Topology(process=process, output=output, **urls)
         finally:
             if process.poll() is None:
