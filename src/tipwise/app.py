@@ -59,6 +59,7 @@ def create_app(container: Container) -> FastAPI:
             live_policy=lambda: container.registry.live,
             model_versions=container.registry.versions,
             evaluate=container.evaluate,
+            bus_status=container.bus_status,
         ),
         secret_key=container.secret_key,
     )

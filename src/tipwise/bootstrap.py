@@ -62,6 +62,17 @@ class Container:
             live=self.registry.live,
         )
 
+    def bus_status(self) -> dict[str, object]:
+        if isinstance(self.bus, NatsBus):
+            return self.bus.status()
+        return {
+            "kind": "embedded (the event log in the database)",
+            "connected": None,
+            "outbox_backlog": self.bus.outbox_backlog(),
+            # A failing event stops its consumer and is retried until it succeeds.
+            "dead_letters": None,
+        }
+
     def embedded_log(self) -> EmbeddedBus:
         """The event log in the database; ConfigurationError when events travel on NATS."""
         if not isinstance(self.bus, EmbeddedBus):

@@ -120,6 +120,11 @@ class EmbeddedBus:
             oldest = repository.oldest_after(session, position=position) if head > position else None
         return Lag(events=head - position, oldest=oldest)
 
+    def outbox_backlog(self) -> int:
+        """Return how many committed events wait in the outbox for the relay."""
+        with self._db.read() as session:
+            return repository.outbox_backlog(session)
+
     def position(self, consumer: str) -> int:
         """Return the log position up to which `consumer` has applied events."""
         with self._db.read() as session:

@@ -260,6 +260,17 @@ class NatsBus:
 
         return self._run(count())
 
+    def status(self) -> dict[str, object]:
+        """What the operator view shows: connection, outbox backlog, dead letters."""
+        connected = self.connected()
+        return {
+            "kind": "NATS JetStream",
+            "connected": connected,
+            "outbox_backlog": self.outbox_backlog(),
+            "dead_letters": self.dead_letters() if connected else None,
+            "dead_letter_subject": f"{self._settings.prefix}.dead.>",
+        }
+
     def delete_streams(self) -> None:
         """Remove every stream of this prefix (tests, and `tipwise` tooling for a fresh start)."""
 

@@ -91,6 +91,9 @@ class TestNatsOutage:
                 assert ready.json()["event_bus"] == "unreachable"
                 assert ready.json()["outbox_backlog"] >= 2  # the two reactions, at least
                 assert _reactions_learned(container) == 1
+                status = container.bus_status()
+                assert status["connected"] is False
+                assert status["dead_letters"] is None  # unknown while NATS is unreachable
 
                 nats_proxy.restore()
                 _eventually(lambda: _reactions_learned(container) == 3, what="the waiting reactions were not learned")
@@ -98,6 +101,13 @@ class TestNatsOutage:
                 assert client.get("/readyz").json()["outbox_backlog"] == 0
                 time.sleep(1.0)  # a duplicate would arrive now, if there were one
                 assert _reactions_learned(container) == 3
+                assert container.bus_status() | {"kind": "", "dead_letter_subject": ""} == {
+                    "kind": "",
+                    "connected": True,
+                    "outbox_backlog": 0,
+                    "dead_letters": 0,
+                    "dead_letter_subject": "",
+                }
         finally:
             bus.delete_streams()
 
