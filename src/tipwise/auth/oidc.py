@@ -157,14 +157,32 @@ class OidcProvider:
             )
         return metadata
 
-    def _key_for(self, metadata: ProviderMetadata, kid: str | None, alg: str) -> Key:
+    def _verified_claims(self, id_token: str, metadata: ProviderMetadata, kid: str | None, alg: str) -> dict[str, Any]:
+        for refetch in (False, True):
+            key = self._key_for(metadata, kid, alg, refetch=refetch)
+            try:
+                claims: dict[str, Any] = jwt.decode(id_token, key, algorithms=[alg]).claims
+            except BadSignatureError as exc:
+                # A token without kid may be signed with a key rotated in since the last fetch: refetch once.
+                if refetch or kid is not None:
+                    raise OidcTokenRejected(
+                        f"the ID token's signature does not verify: it was altered or not signed by {self.title}",
+                        reason="bad_signature",
+                    ) from exc
+            except JoseError as exc:
+                raise OidcTokenRejected("the ID token could not be read", reason="malformed") from exc
+            else:
+                return claims
+        raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
+
+    def _key_for(self, metadata: ProviderMetadata, kid: str | None, alg: str, *, refetch: bool = False) -> Key:
         with self._lock:
             key = self._cached_key(kid, alg)
             now = self._clock.now()
             fetched_long_ago = (
                 self._keys_fetched_at is None or (now - self._keys_fetched_at).total_seconds() >= self._jwks_min_refresh
             )
-            if key is None and fetched_long_ago:
+            if (key is None or refetch) and fetched_long_ago:
                 document = self._get_json(metadata.jwks_uri, what="key set")
                 try:
                     self._keys = KeySet.import_key_set({"keys": _usable_keys(document)})
@@ -279,16 +297,7 @@ class OidcProvider:
                 reason="bad_algorithm",
             )
         kid = header.get("kid")
-        key = self._key_for(metadata, kid if isinstance(kid, str) else None, alg)
-        try:
-            claims: dict[str, Any] = jwt.decode(id_token, key, algorithms=[alg]).claims
-        except BadSignatureError as exc:
-            raise OidcTokenRejected(
-                f"the ID token's signature does not verify: it was altered or not signed by {self.title}",
-                reason="bad_signature",
-            ) from exc
-        except JoseError as exc:
-            raise OidcTokenRejected("the ID token could not be read", reason="malformed") from exc
+        claims = self._verified_claims(id_token, metadata, kid if isinstance(kid, str) else None, alg)
         self._check_claims(claims, nonce=nonce)
         return VerifiedIdentity(
             issuer=self.config.issuer,
