@@ -20,6 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import oidc_provider_mock
 import werkzeug.serving
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from tests.support.network import free_port
 
@@ -120,20 +124,79 @@ def flip_signature_byte(token: str) -> str:
 
 
 @contextmanager
+def serving(app: WsgiApp, port: int | None = None) -> Iterator[str]:
+    """Serve the WSGI `app` on 127.0.0.1 in a thread until the block ends; yield its base URL."""
+    port = port or free_port()
+    server = werkzeug.serving.make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
 def running_provider(
     port: int | None = None, *, token_max_age: timedelta = timedelta(hours=1)
 ) -> Iterator[MockProvider]:
     """Serve a fresh `oidc-provider-mock` (new signing key, no users) on 127.0.0.1 until the block ends."""
-    port = port or free_port()
     rewriter = TokenRewriter(oidc_provider_mock.app(require_nonce=True, access_token_max_age=token_max_age))
-    server = werkzeug.serving.make_server("127.0.0.1", port, rewriter, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    provider = MockProvider(issuer=f"http://127.0.0.1:{port}", rewriter=rewriter)
-    try:
-        yield provider
-    finally:
-        provider.http.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(rewriter, port) as issuer:
+        provider = MockProvider(issuer=issuer, rewriter=rewriter)
+        try:
+            yield provider
+        finally:
+            provider.http.close()
+
+
+class KeyServer:
+    """A bare issuer for tests that need tokens no real provider would sign: discovery, a JWKS, a signer.
+
+    It serves `/.well-known/openid-configuration` and `/jwks` (counting fetches); the test decides which
+    keys are published and signs whatever claims it wants with them.
+    """
+
+    def __init__(self) -> None:
+        self.issuer = ""
+        self.discovered_issuer: str | None = None
+        self.keys: list[RSAKey] = [RSAKey.generate_key(2048, auto_kid=True)]
+        self.jwks_fetches = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        response: Iterable[bytes] = self._answer(Request(environ))(environ, start_response)
+        return response
+
+    def _answer(self, request: Request) -> WerkzeugResponse:
+        if request.path == "/.well-known/openid-configuration":
+            document = {
+                "issuer": self.discovered_issuer or self.issuer,
+                "authorization_endpoint": f"{self.issuer}/authorize",
+                "token_endpoint": f"{self.issuer}/token",
+                "jwks_uri": f"{self.issuer}/jwks",
+                "id_token_signing_alg_values_supported": ["RS256", "HS256", "none"],
+            }
+            return WerkzeugResponse(json.dumps(document), content_type="application/json")
+        if request.path == "/jwks":
+            self.jwks_fetches += 1
+            keys = {"keys": [key.as_dict(private=False) for key in self.keys]}
+            return WerkzeugResponse(json.dumps(keys), content_type="application/json")
+        return WerkzeugResponse("not found", status=404)
+
+    def sign(self, claims: dict[str, object], *, key: RSAKey | None = None, kid: str | None = "default") -> str:
+        """Return an RS256 JWT of `claims`, signed with `key` (default: the first published key)."""
+        key = key or self.keys[0]
+        header: dict[str, object] = {"alg": "RS256"}
+        if kid is not None:
+            header["kid"] = key.kid if kid == "default" else kid
+        return jwt.encode(header, claims, key)
+
+
+@contextmanager
+def key_server() -> Iterator[KeyServer]:
+    server = KeyServer()
+    with serving(server) as issuer:
+        server.issuer = issuer
+        yield server
