@@ -143,6 +143,13 @@ class TestLoginRedirect:
         assert pending.nonce == params["nonce"]
         assert create_s256_code_challenge(pending.code_verifier) == params["code_challenge"]
 
+    def test_an_unreachable_provider_is_a_502_page(self, make_container: ContainerFactory) -> None:
+        container = make_container(oidc_settings=oidc_settings(f"http://127.0.0.1:{free_port()}"))
+        with TestClient(create_app(container), follow_redirects=False) as web:
+            response = web.get("/auth/oidc/mock/login")
+        assert response.status_code == 502
+        assert "could not read Mock ID&#39;s discovery document" in response.text
+
     def test_unknown_provider_is_a_404_page(self, web: TestClient) -> None:
         response = web.get("/auth/oidc/nowhere/login")
         assert response.status_code == 404
