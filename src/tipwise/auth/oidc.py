@@ -302,7 +302,7 @@ class OidcProvider:
         return VerifiedIdentity(
             issuer=self.config.issuer,
             subject=claims["sub"],
-            email=claims["email"] if isinstance(claims.get("email"), str) else None,
+            email=_email(claims.get("email")),
             email_verified=_truthy(claims.get("email_verified")),
             name=claims["name"] if isinstance(claims.get("name"), str) else None,
         )
@@ -438,6 +438,11 @@ def _numeric(claims: Mapping[str, Any], name: str, *, default: float | None = No
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise OidcTokenRejected(f"the ID token's {name!r} is missing or not a number", reason="malformed")
     return float(value)
+
+
+def _email(value: object) -> str | None:
+    # RFC 5321 caps an address at 320 characters; anything else is not an address to sign in with.
+    return value if isinstance(value, str) and 3 <= len(value) <= 320 and "@" in value else None
 
 
 def _truthy(value: object) -> bool:
