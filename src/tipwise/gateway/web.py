@@ -2,7 +2,8 @@
 
 Pages are rendered on the server; htmx swaps the tip card in place. A signed
 session cookie identifies the person; every form and htmx request carries a
-CSRF token bound to that session.
+CSRF token bound to that session. People sign in with a password or through an
+OIDC provider (`/auth/oidc/{provider}/login` and `.../callback`).
 """
 
 import secrets
@@ -302,7 +303,8 @@ def _oidc_router(*, auth: AuthFacade) -> APIRouter:
         except TipwiseError as exc:
             return refused(request, exc)
         response = RedirectResponse(start.url, status_code=303)
-        _set_state_cookie(request, response, start)
+        public = auth.oidc_public_base_url or ""
+        _set_state_cookie(response, start, secure=request.url.scheme == "https" or public.startswith("https://"))
         return response
 
     @router.api_route("/auth/oidc/{provider}/callback", methods=["GET", "POST"], response_model=None)
@@ -330,8 +332,7 @@ def _oidc_router(*, auth: AuthFacade) -> APIRouter:
     return router
 
 
-def _set_state_cookie(request: Request, response: Response, start: OidcStart) -> None:
-    secure = request.url.scheme == "https"
+def _set_state_cookie(response: Response, start: OidcStart, *, secure: bool) -> None:
     # A form_post answer is a cross-site POST: only a SameSite=None (so Secure, so https) cookie rides along.
     response.set_cookie(
         OIDC_STATE_COOKIE,
