@@ -150,6 +150,13 @@ class TestLoginRedirect:
         assert response.status_code == 502
         assert "could not read Mock ID&#39;s discovery document" in response.text
 
+    def test_the_state_cookie_is_http_only_lax_and_short_lived(self, web: TestClient) -> None:
+        cookie = web.get("/auth/oidc/mock/login").headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=lax" in cookie
+        assert "max-age=600" in cookie
+        assert "secure" not in cookie  # plain http here
+
     def test_unknown_provider_is_a_404_page(self, web: TestClient) -> None:
         response = web.get("/auth/oidc/nowhere/login")
         assert response.status_code == 404
@@ -310,6 +317,21 @@ class TestRefusals:
 
 class TestFormPost:
     """Apple's way: the answer is POSTed, and the first one carries the person's name as a `user` field."""
+
+    def test_behind_https_the_state_cookie_rides_along_a_cross_site_post(
+        self, make_container: ContainerFactory, provider: MockProvider
+    ) -> None:
+        settings = oidc_settings(provider.issuer, response_mode="form_post")
+        settings = settings.model_copy(update={"public_base_url": "https://tips.example.org/"})
+        with TestClient(create_app(make_container(oidc_settings=settings)), follow_redirects=False) as web:
+            response = web.get("/auth/oidc/mock/login")
+        assert query(response.headers["location"])["redirect_uri"] == "https://tips.example.org/auth/oidc/mock/callback"
+        cookie = response.headers["set-cookie"].lower()
+        assert cookie.startswith(f"{OIDC_STATE_COOKIE}=")
+        assert "samesite=none" in cookie
+        assert "secure" in cookie
+        assert "httponly" in cookie
+        assert "path=/auth/oidc/" in cookie
 
     def test_a_form_post_answer_signs_in_and_keeps_the_name_from_the_user_field(
         self, make_container: ContainerFactory, provider: MockProvider
