@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 
 from tipwise import migrations
 from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
-from tipwise.auth import AuthFacade, AuthSettings
+from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
 from tipwise.auth.service import AccountService, TokenService
 from tipwise.events import EmbeddedBus, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
@@ -95,6 +95,7 @@ def build(
     clock: Clock | None = None,
     seeds: Callable[[], int] = random_seed,
     auth_settings: AuthSettings | None = None,
+    oidc_settings: OidcSettings | None = None,
     policy_settings: PolicySettings | None = None,
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
@@ -125,6 +126,7 @@ def build(
         accounts=AccountService(hasher=hasher),
         tokens=TokenService(secret=secret_key, ttl=timedelta(seconds=auth_settings.token_ttl_seconds), clock=clock),
         clock=clock,
+        oidc=OidcProviders.from_settings(oidc_settings or OidcSettings(), clock=clock),
     )
     profile = ProfileFacade(db=db, clock=clock)
 

@@ -2,7 +2,8 @@
 
 Pages are rendered on the server; htmx swaps the tip card in place. A signed
 session cookie identifies the person; every form and htmx request carries a
-CSRF token bound to that session.
+CSRF token bound to that session. People sign in with a password or through an
+OIDC provider (`/auth/oidc/{provider}/login` and `.../callback`).
 """
 
 import secrets
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
-from tipwise.auth import AuthFacade, RegisterRequest, Role
+from tipwise.auth import AuthFacade, OidcStart, RegisterRequest, Role
 from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.errors import Conflict, TipwiseError, Unauthorized
 from tipwise.profile import PreferencesPatch, ProfileFacade, validate_timezone
@@ -30,6 +31,9 @@ SESSION_COOKIE = "tipwise_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SESSION_DAYS = 14
+# Binds a started OIDC sign-in to the browser that started it; holds the `state` sent to the provider.
+OIDC_STATE_COOKIE = "tipwise_oidc_state"
+OIDC_COOKIE_PATH = "/auth/oidc/"
 REACTION_LABELS = {
     Reaction.DONE: "Done",
     Reaction.SNOOZE: "Snooze",
@@ -104,6 +108,7 @@ def mount(
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_router(auth=auth, profile=profile, recommender=recommender))
+    app.include_router(_oidc_router(auth=auth))
     app.include_router(_operations_router(auth=auth, operations=operations))
 
 
@@ -146,7 +151,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.get("/signin")
     def signin_page(request: Request) -> HTMLResponse:
-        return _render(request, "signin.html", email="", error=None)
+        return _render(request, "signin.html", email="", error=None, providers=auth.oidc_providers())
 
     @router.post("/signin", response_model=None)
     async def signin(request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
@@ -154,7 +159,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         try:
             account = await run_in_threadpool(auth.authenticate, email=email, password=password)
         except Unauthorized as exc:
-            return _render(request, "signin.html", 401, email=email, error=exc.detail)
+            return _render(request, "signin.html", 401, email=email, error=exc.detail, providers=auth.oidc_providers())
         _start_session(request, account.id, account.role)
         return RedirectResponse("/", status_code=303)
 
@@ -274,6 +279,70 @@ def _operations_router(*, auth: AuthFacade, operations: OperatorView) -> APIRout
         )
 
     return router
+
+
+def _oidc_router(*, auth: AuthFacade) -> APIRouter:
+    """Sign in through an OIDC provider: send the browser there, take its answer back."""
+    router = APIRouter(include_in_schema=False)
+
+    def callback_url(request: Request, provider: str) -> str:
+        base = auth.oidc_public_base_url or str(request.base_url).rstrip("/")
+        return f"{base}/auth/oidc/{provider}/callback"
+
+    def refused(request: Request, exc: TipwiseError) -> Response:
+        response = _render(request, "oidc_error.html", exc.status, message=exc.detail)
+        response.delete_cookie(OIDC_STATE_COOKIE, path=OIDC_COOKIE_PATH)
+        return response
+
+    @router.get("/auth/oidc/{provider}/login", response_model=None)
+    async def oidc_login(request: Request, provider: str) -> Response:
+        try:
+            start = await run_in_threadpool(
+                auth.begin_oidc_login, provider=provider, redirect_uri=callback_url(request, provider)
+            )
+        except TipwiseError as exc:
+            return refused(request, exc)
+        response = RedirectResponse(start.url, status_code=303)
+        public = auth.oidc_public_base_url or ""
+        _set_state_cookie(response, start, secure=request.url.scheme == "https" or public.startswith("https://"))
+        return response
+
+    @router.api_route("/auth/oidc/{provider}/callback", methods=["GET", "POST"], response_model=None)
+    async def oidc_callback(request: Request, provider: str) -> Response:
+        # The state, bound to this browser by its cookie, stands in for the CSRF token here.
+        params = dict(request.query_params)
+        if request.method == "POST":  # response_mode=form_post (Apple)
+            form = await request.form()
+            params.update({key: value for key, value in form.items() if isinstance(value, str)})
+        try:
+            account = await run_in_threadpool(
+                auth.sign_in_with_oidc,
+                provider=provider,
+                params=params,
+                browser_state=request.cookies.get(OIDC_STATE_COOKIE),
+                redirect_uri=callback_url(request, provider),
+            )
+        except TipwiseError as exc:
+            return refused(request, exc)
+        _start_session(request, account.id, account.role)
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(OIDC_STATE_COOKIE, path=OIDC_COOKIE_PATH)
+        return response
+
+    return router
+
+
+def _set_state_cookie(response: Response, start: OidcStart, *, secure: bool) -> None:
+    # A form_post answer is a cross-site POST: only a SameSite=None (so Secure, so https) cookie rides along.
+    response.set_cookie(
+        OIDC_STATE_COOKIE,
+        start.state,
+        max_age=start.ttl_seconds,
+        path=OIDC_COOKIE_PATH,
+        httponly=True,
+        secure=secure,
+        samesite="none" if start.form_post and secure else "lax",
+    )
 
 
 def _start_session(request: Request, user_id: UUID, role: Role = Role.USER) -> None:
