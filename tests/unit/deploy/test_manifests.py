@@ -21,6 +21,7 @@ import typer
 import yaml
 
 from tipwise.cli import app as cli_app
+from tipwise.ml.pipelines import LearnerSettings
 from tipwise.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,8 +42,6 @@ DATA_DIR = "/var/lib/tipwise"
 MODELS_DIR = f"{DATA_DIR}/models"
 
 # `relay` and `learner` come with the scaled topology, implemented on another branch.
-NOT_YET_IN_CLI = {"relay", "learner"}
-PENDING = "lead adds these in the scaled-topology branch"
 
 # The TIPWISE_* variables the deployment may set: those the scaled topology documents.
 ALLOWED_ENV = {
@@ -53,8 +52,8 @@ ALLOWED_ENV = {
     "TIPWISE_DATA_DIR",
     "TIPWISE_LOG_FORMAT",
     "TIPWISE_EMBEDDED_WORKER",
+    "TIPWISE_LEARNER_SNAPSHOT_EVERY_SECONDS",
 }
-NOT_YET_SETTINGS = {"TIPWISE_EVENT_BUS"}
 
 Doc = dict[str, Any]
 
@@ -211,11 +210,6 @@ def command_lines() -> Iterator[tuple[str, list[str]]]:
         yield f"k8s:{workload['kind']}/{workload['metadata']['name']}", k8s_args(workload)
 
 
-def pending_if_new(subcommand: str, *values: object, case_id: str) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=PENDING)] if subcommand in NOT_YET_IN_CLI else []
-    return pytest.param(*values, marks=marks, id=case_id)
-
-
 def real_cli() -> typer.core.TyperGroup:
     group = typer.main.get_command(cli_app)
     assert isinstance(group, typer.core.TyperGroup)
@@ -226,11 +220,11 @@ def real_cli() -> typer.core.TyperGroup:
 
 
 class TestTheCliHasWhatTheDeploymentRuns:
-    @pytest.mark.parametrize("name", [pending_if_new(name, name, case_id=name) for name in sorted(SUBCOMMANDS)])
+    @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
     def test_subcommand_exists(self, name: str) -> None:
         assert name in real_cli().commands
 
-    @pytest.mark.parametrize("args", [pending_if_new(args[0], args, case_id=where) for where, args in command_lines()])
+    @pytest.mark.parametrize("args", [pytest.param(args, id=where) for where, args in command_lines()])
     def test_command_line_parses_with_the_real_cli(self, args: list[str]) -> None:
         group = real_cli()
         command = group.commands.get(args[0])
@@ -244,20 +238,15 @@ class TestTheCliHasWhatTheDeploymentRuns:
 
 
 def real_settings() -> set[str]:
-    prefix = Settings.model_config.get("env_prefix", "")
-    return {f"{prefix}{field}".upper() for field in Settings.model_fields}
+    names: set[str] = set()
+    for model in (Settings, LearnerSettings):
+        prefix = model.model_config.get("env_prefix", "")
+        names |= {f"{prefix}{field}".upper() for field in model.model_fields}
+    return names
 
 
 class TestEnvironmentNames:
-    @pytest.mark.parametrize(
-        "name",
-        [
-            pytest.param(
-                name, marks=[pytest.mark.xfail(strict=True, reason=PENDING)] if name in NOT_YET_SETTINGS else []
-            )
-            for name in sorted(ALLOWED_ENV)
-        ],
-    )
+    @pytest.mark.parametrize("name", sorted(ALLOWED_ENV))
     def test_each_allowed_variable_is_a_setting(self, name: str) -> None:
         assert name in real_settings()
 
