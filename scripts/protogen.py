@@ -39,7 +39,7 @@ def generate(out: Path) -> list[Path]:
             "grpc_tools.protoc",
             f"--proto_path={PROTO_ROOT}",
             f"--python_out={out}",
-            f"--mypy_out={out}",
+            f"--mypy_out=quiet:{out}",
             *sources,
         ],
         check=True,
