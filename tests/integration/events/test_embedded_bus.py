@@ -154,3 +154,21 @@ class TestEmbeddedBus:
         bus.relay()
         assert [e.data()["tip_id"] for e in bus.events_about("user-1")] == ["a", "b"]
         assert bus.events_about("someone-else") == []
+
+    def test_the_log_keeps_the_payload_bytes_and_trace_id_the_envelope_carries(
+        self, bus: events.EmbeddedBus, migrated: Database, clock: FakeClock
+    ) -> None:
+        published = events.Event.create(
+            type=events.TIP_DELIVERED,
+            subject="user-1",
+            time=clock.now(),
+            data={"channel": "email", "delivered_at": clock.now()},
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        )
+        with migrated.write() as session:
+            events.publish(session, published)
+        bus.relay()
+        [logged] = bus.events_about("user-1")
+        assert logged == published
+        assert logged.to_envelope() == published.to_envelope()
+        assert events.Event.from_envelope(logged.to_envelope()).trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
