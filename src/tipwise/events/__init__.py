@@ -15,7 +15,7 @@ from tipwise.events.contracts import (
     UnknownEventType,
     payload_type,
 )
-from tipwise.events.payloads import PayloadError
+from tipwise.events.payloads import PayloadError, from_timestamp, to_timestamp
 from tipwise.events.worker import Worker
 
 __all__ = [
@@ -34,7 +34,9 @@ __all__ = [
     "PayloadError",
     "UnknownEventType",
     "Worker",
+    "from_timestamp",
     "messages",
     "payload_type",
     "publish",
+    "to_timestamp",
 ]

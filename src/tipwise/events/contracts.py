@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, overload
 from uuid import UUID
 
@@ -140,7 +140,7 @@ class Event:
             id=str(self.id),
             type=self.type,
             subject=self.subject,
-            time=payloads.timestamp(self.time),
+            time=payloads.to_timestamp(self.time),
             schema_version=self.schema_version,
             trace_id=self.trace_id,
             payload=self.payload,
@@ -168,7 +168,7 @@ class Event:
             id=event_id,
             type=envelope.type,
             subject=envelope.subject,
-            time=envelope.time.ToDatetime(tzinfo=UTC),
+            time=payloads.from_timestamp(envelope.time),
             schema_version=envelope.schema_version,
             payload=envelope.payload,
             trace_id=envelope.trace_id,

@@ -307,3 +307,20 @@ class TestRecommenderPayloads:
         event = _event(events.FEEDBACK_REACTION, data=data)
         with pytest.raises(ValueError, match="no known reaction"):
             FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        "moment",
+        [
+            NOW,
+            datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+            datetime(2026, 3, 29, 2, 30, 0, 1, tzinfo=timezone(timedelta(hours=-7))),
+        ],
+    )
+    def test_a_datetime_becomes_the_timestamp_protobuf_computes_and_back(self, moment: datetime) -> None:
+        reference = events.messages.UserDeleted().deleted_at
+        reference.FromDatetime(moment)
+        assert events.to_timestamp(moment) == reference
+        assert events.from_timestamp(reference) == moment
+        assert events.from_timestamp(reference).tzinfo is UTC
