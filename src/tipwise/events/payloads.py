@@ -67,6 +67,22 @@ def _field_out(message: Message, field: FieldDescriptor) -> Any:
     return _value_out(value, field)
 
 
+def _json_value(value: Struct | ListValue | Value) -> Any:
+    """Return a Struct, ListValue or Value as plain Python, object keys sorted (as the JSON payloads had them)."""
+    if isinstance(value, Struct):
+        return {key: _json_value(value.fields[key]) for key in sorted(value.fields)}
+    if isinstance(value, ListValue):
+        return [_json_value(item) for item in value.values]
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _json_value(value.struct_value)
+    if kind == "list_value":
+        return _json_value(value.list_value)
+    if kind is None or kind == "null_value":
+        return None
+    return getattr(value, kind)
+
+
 def _value_out(value: Any, field: FieldDescriptor) -> Any:
     kind = field.cpp_type
     if kind == FieldDescriptor.CPPTYPE_MESSAGE:
@@ -74,7 +90,7 @@ def _value_out(value: Any, field: FieldDescriptor) -> Any:
         if name == _TIMESTAMP:
             return from_timestamp(value).isoformat()
         if name in _STRUCT_TYPES:
-            return json_format.MessageToDict(value)
+            return _json_value(value)
         return to_dict(value)
     if kind == FieldDescriptor.CPPTYPE_ENUM:
         return _enum_names(field.enum_type).get(value, value)
@@ -140,7 +156,10 @@ def _message_in(target: Any, field: FieldDescriptor, value: Any) -> None:
     if name == _TIMESTAMP:
         target.CopyFrom(to_timestamp(value))
     elif name in _STRUCT_TYPES:
-        json_format.ParseDict(value, target)
+        try:
+            json_format.ParseDict(value, target)
+        except json_format.ParseError as exc:
+            raise ValueError(str(exc)) from None
     elif isinstance(value, Mapping):
         from_dict(target, value)
     else:

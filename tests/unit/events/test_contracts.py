@@ -173,9 +173,21 @@ class TestDictForm:
         assert data["action"]["b"] == 0.30000000000000004
         assert type(data["propensity"]) is float
 
-    def test_a_list_of_floats_in_a_struct_comes_back_as_a_list_of_floats(self) -> None:
-        data = _event(events.SIGNAL_RECEIVED, data={"values": {"samples": [1, 2.5, -0.125]}}).data()
-        assert data["values"] == {"samples": [1.0, 2.5, -0.125]}
+    def test_numbers_in_a_struct_come_back_as_floats_and_its_keys_sorted(self) -> None:
+        values = {"z": {"b": 2, "a": None}, "samples": [1, 2.5, -0.125], "ok": True, "name": "gap"}
+        data = _event(events.SIGNAL_RECEIVED, data={"values": values}).data()
+        assert data["values"] == values
+        assert list(data["values"]) == ["name", "ok", "samples", "z"]
+        assert list(data["values"]["z"]) == ["a", "b"]
+        assert [type(x) for x in data["values"]["samples"]] == [float, float, float]
+        assert type(data["values"]["z"]["b"]) is float
+        assert data["values"]["ok"] is True
+
+    def test_a_struct_that_is_not_json_fails_naming_the_field(self) -> None:
+        with pytest.raises(events.PayloadError, match=r"SignalReceived\.values: .*unexpected type"):
+            _event(events.SIGNAL_RECEIVED, data={"values": {"at": NOW}})
+        with pytest.raises(events.PayloadError, match=r"SignalReceived\.values: Struct must be in a dict"):
+            _event(events.SIGNAL_RECEIVED, data={"values": [1.0]})
 
     def test_uuids_datetimes_and_numpy_numbers_are_accepted_as_the_json_encoder_accepted_them(self) -> None:
         data = {
