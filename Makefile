@@ -22,7 +22,7 @@ RELEASED_SCHEMA := proto/released/tipwise-events-v1.binpb
 
 help:
 	@echo "make up       set up and serve Tipwise on http://$(TIPWISE_HOST):$(TIPWISE_PORT)"
-	@echo "make test     set up and run every check (ruff, mypy, import-linter, pytest incl. OpenAPI drift)"
+	@echo "make test     set up and run every check (ruff, mypy, import-linter, buf, pytest incl. OpenAPI drift)"
 	@echo "make openapi  regenerate openapi.json after changing the HTTP API"
 	@echo "make proto    regenerate the Python code of the event schemas in proto/"
 	@echo "make proto-check   buf lint + buf breaking against the last released schema"
