@@ -18,6 +18,8 @@ TIP_DELIVERED = "tip.delivered"
 FEEDBACK_REACTION = "feedback.reaction"
 SIGNAL_RECEIVED = "signal.received"
 CONSENT_CHANGED = "consent.changed"
+# Published by profile when a person changes their preferences (payload: the new preferences).
+PREFERENCES_CHANGED = "preferences.changed"
 USER_DELETED = "user.deleted"
 # Published by the learner when a decision got no reaction within the reward wait.
 REWARD_DEFAULTED = "reward.defaulted"

@@ -29,6 +29,11 @@ class TipDecided:
     action: dict[str, float]
     propensity: float
     decided_at: datetime
+    # The consents in force at decision time. The learner learns only from decisions made with both:
+    # without personalization nothing is learned from the person; without model_training their
+    # examples stay out of the shared model. Events logged before these fields existed read as True.
+    personalized: bool = True
+    model_training: bool = True
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -42,6 +47,8 @@ class TipDecided:
             "action": self.action,
             "propensity": self.propensity,
             "decided_at": self.decided_at.isoformat(),
+            "personalized": self.personalized,
+            "model_training": self.model_training,
         }
 
     @classmethod
@@ -57,7 +64,13 @@ class TipDecided:
             action={k: float(v) for k, v in data["action"].items()},
             propensity=float(data["propensity"]),
             decided_at=datetime.fromisoformat(data["decided_at"]),
+            personalized=bool(data.get("personalized", True)),
+            model_training=bool(data.get("model_training", True)),
         )
+
+    @property
+    def learnable(self) -> bool:
+        return self.personalized and self.model_training
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +81,9 @@ class FeedbackReaction:
     user_id: UUID
     reaction: Reaction
     reacted_at: datetime
+    # False when, at reaction time, the person no longer grants personalization and model training:
+    # the learner then drops the decision unlearned (a withdrawal also covers decisions still pending).
+    learnable: bool = True
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -75,6 +91,7 @@ class FeedbackReaction:
             "user_id": str(self.user_id),
             "reaction": self.reaction.value,
             "reacted_at": self.reacted_at.isoformat(),
+            "learnable": self.learnable,
         }
 
     @classmethod
@@ -84,6 +101,7 @@ class FeedbackReaction:
             user_id=UUID(data["user_id"]),
             reaction=Reaction(data["reaction"]),
             reacted_at=datetime.fromisoformat(data["reacted_at"]),
+            learnable=bool(data.get("learnable", True)),
         )
 
 
@@ -155,6 +173,9 @@ class NextTipOut(BaseModel):
     propensity: float = Field(description="Probability with which the live policy chose this tip.")
     confidence: float = Field(description="1 / (1 + width of the chosen tip's confidence bound); 0 for random.")
     explored: bool
+    personalized: bool = Field(
+        description="False: decided without the personalization consent, on context and tip features only."
+    )
     decided_at: datetime
 
 
