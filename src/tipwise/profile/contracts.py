@@ -11,7 +11,7 @@ from typing import Annotated, Any, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from tipwise.advice import Category
 
@@ -398,7 +398,8 @@ class ConsentsPut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     wording_version: str = Field(examples=[CONSENT_WORDING_VERSION])
-    purposes: dict[Purpose, bool] = Field(min_length=1, examples=[{"personalization": True, "email": False}])
+    # Strict: a consent is `true` or `false`, never a string or a number read as one.
+    purposes: dict[Purpose, StrictBool] = Field(min_length=1, examples=[{"personalization": True, "email": False}])
 
     @classmethod
     def every_purpose(cls, *, granted: bool) -> ConsentsPut:

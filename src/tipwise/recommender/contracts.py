@@ -134,6 +134,8 @@ class LoggedDecision:
     explored: bool
     reaction: Reaction | None
     reacted_at: datetime | None
+    # Whether the person granted model training at decision time (true for decisions logged before consents).
+    model_training: bool = True
 
 
 # -- HTTP ---------------------------------------------------------------------

@@ -293,9 +293,14 @@ def logged_decisions(session: ReadSession, *, since: datetime | None, until: dat
             explored=row.explored,
             reaction=Reaction(row.reaction) if row.reaction else None,
             reacted_at=row.reacted_at,
+            model_training=Purpose.MODEL_TRAINING.value in row.context_snapshot.get("purposes", _BEFORE_CONSENTS),
         )
         for row in repository.decisions_between(session, since=since, until=until)
     ]
+
+
+# What a snapshot stored before consents existed is read as (they were all learned from).
+_BEFORE_CONSENTS = [Purpose.MODEL_TRAINING.value]
 
 
 def _tip_of(advice: AdviceFacade, row: TipInstanceRow) -> Tip:

@@ -213,6 +213,7 @@ class TestConsents:
                 "body.purposes.telepathy.[key]",
             ),
             ({"wording_version": CONSENT_WORDING_VERSION, "purposes": {}}, "body.purposes"),
+            ({"wording_version": CONSENT_WORDING_VERSION, "purposes": {"push": "yes"}}, "body.purposes.push"),
             ({"purposes": {"push": True}}, "body.wording_version"),
         ],
     )

@@ -160,6 +160,12 @@ class TestNoLearningWithoutConsent:
         assert decision.personalized is True  # personalization is still granted
         self._loop(container, clock, user)
         assert container.registry.versions()["linucb"] == 0
+        # Nor do they feed the off-policy evaluation that chooses the shared policy.
+        logged = container.recommender.logged_decisions()
+        assert len(logged) == 7
+        assert not any(decision.model_training for decision in logged)
+        with pytest.raises(ValueError, match="the decision log is empty"):
+            container.evaluate()
 
     def test_a_withdrawal_before_the_reaction_drops_the_pending_decision_unlearned(
         self, container: Container, clock: FakeClock
