@@ -10,10 +10,11 @@ from fastapi.testclient import TestClient
 
 from tests.support.consents import registered
 from tests.support.decisions import shown
+from tipwise.advice import Category
 from tipwise.auth import Role
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
-from tipwise.profile import CONSENT_WORDING_VERSION, Purpose
+from tipwise.profile import CONSENT_WORDING_VERSION, Channel, PreferencesPatch, Purpose, Weekday
 from tipwise.recommender import FeedbackRequest, Reaction
 
 ALL_PURPOSES = tuple(purpose.value for purpose in Purpose)
@@ -205,13 +206,37 @@ class TestConsentScreen:
         account = container.auth.authenticate(email="change@example.com", password="a long password")
         assert container.profile.consents(user_id=account.id).granted == {Purpose.EMAIL, Purpose.PUSH}
 
-    def test_preferences_page_saves_quiet_hours_and_cap_and_names_a_bad_field(self, client: TestClient) -> None:
+    def test_preferences_page_saves_the_schedule_and_names_a_bad_field(
+        self, client: TestClient, container: Container
+    ) -> None:
         csrf = _sign_up(client, "quiet@example.com")
-        form = {"csrf_token": csrf, "timezone": "Europe/Berlin", "quiet_start": "22:00", "quiet_end": "07:00"}
+        form = {
+            "csrf_token": csrf,
+            "schedule": "1",
+            "timezone": "Europe/Berlin",
+            "quiet_start": "22:00",
+            "quiet_end": "07:00",
+            "active_mon": "07:30-12:00, 13:00-24:00",
+            "active_sun": "off",
+            "channel_sleep": ["in_app", "push"],
+            "channel_finance": ["email"],
+        }
         saved = client.post("/preferences", data={**form, "frequency_cap_per_day": "3"})
-        assert saved.status_code == 200
+        assert saved.status_code == 200, saved.text
         assert 'name="quiet_start" value="22:00"' in saved.text
         assert 'name="frequency_cap_per_day" min="0" value="3"' in saved.text
+        assert 'name="active_mon" value="07:30-12:00, 13:00-24:00"' in saved.text
+        assert 'name="active_sun" value="off"' in saved.text
+        assert 'name="active_tue" value=""' in saved.text
+        account = container.auth.authenticate(email="quiet@example.com", password="a long password")
+        prefs = container.profile.preferences(user_id=account.id)
+        assert prefs.frequency_cap_per_day == 3
+        assert [(w.start, w.end) for w in prefs.active_hours[Weekday.MON]] == [(450, 720), (780, 1440)]
+        assert prefs.active_hours[Weekday.SUN] == ()
+        assert Weekday.TUE not in prefs.active_hours
+        assert prefs.channels_for(Category.SLEEP) == {Channel.IN_APP, Channel.PUSH}
+        assert prefs.channels_for(Category.FINANCE) == {Channel.EMAIL}
+        assert prefs.channels_for(Category.MOVEMENT) == frozenset()  # nothing ticked
 
         whole_day = client.post("/preferences", data={**form, "quiet_end": "22:00"})
         assert whole_day.status_code == 422
@@ -219,7 +244,25 @@ class TestConsentScreen:
         negative = client.post("/preferences", data={**form, "frequency_cap_per_day": "-1"})
         assert negative.status_code == 422
         assert "frequency_cap_per_day:" in negative.text
-        assert 'name="frequency_cap_per_day" min="0" value="3"' in negative.text
+        backwards = client.post("/preferences", data={**form, "active_mon": "18:00-09:00"})
+        assert backwards.status_code == 422
+        assert "active_hours.mon.0: Value error, end must be after start" in backwards.text
+        # Nothing of a refused form is stored.
+        assert 'name="frequency_cap_per_day" min="0" value="3"' in backwards.text
+        assert container.profile.preferences(user_id=account.id) == prefs
+
+    def test_a_form_without_the_schedule_keeps_the_stored_schedule(
+        self, client: TestClient, container: Container
+    ) -> None:
+        csrf = _sign_up(client, "older@example.com")
+        account = container.auth.authenticate(email="older@example.com", password="a long password")
+        container.profile.update_preferences(
+            user_id=account.id, patch=PreferencesPatch.model_validate({"frequency_cap_per_day": 2})
+        )
+        saved = client.post("/preferences", data={"csrf_token": csrf, "timezone": "Asia/Tokyo"})
+        assert saved.status_code == 200
+        prefs = container.profile.preferences(user_id=account.id)
+        assert (prefs.timezone, prefs.frequency_cap_per_day) == ("Asia/Tokyo", 2)
 
 
 class TestOperatorPages:

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
@@ -25,13 +26,17 @@ from tipwise.kernel.errors import Conflict, TipwiseError, Unauthorized
 from tipwise.profile import (
     CONSENT_WORDING_VERSION,
     CONSENT_WORDINGS,
+    ActiveWindow,
+    Channel,
     Consents,
     ConsentSource,
     ConsentsPut,
+    PreferencesOut,
     PreferencesPatch,
     ProfileFacade,
     Purpose,
     QuietHours,
+    Weekday,
     validate_timezone,
 )
 from tipwise.recommender import FeedbackRequest, Reaction, RecommenderFacade
@@ -57,9 +62,24 @@ PURPOSE_LABELS = {
     Purpose.MODEL_TRAINING: "Improve the shared model",
 }
 
+DAY_LABELS = {
+    Weekday.MON: "Monday",
+    Weekday.TUE: "Tuesday",
+    Weekday.WED: "Wednesday",
+    Weekday.THU: "Thursday",
+    Weekday.FRI: "Friday",
+    Weekday.SAT: "Saturday",
+    Weekday.SUN: "Sunday",
+}
+CHANNEL_LABELS = {Channel.IN_APP: "in the app", Channel.EMAIL: "email", Channel.PUSH: "push"}
+DAY_OFF = "off"
+SCHEDULE_FIELD = "schedule"
+
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["reaction_labels"] = REACTION_LABELS
 templates.env.globals["purpose_labels"] = PURPOSE_LABELS
+templates.env.globals["day_labels"] = DAY_LABELS
+templates.env.globals["channel_labels"] = CHANNEL_LABELS
 
 
 class CsrfFailed(TipwiseError):
@@ -273,6 +293,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         error: str | None = None,
     ) -> HTMLResponse:
         prefs = profile.preferences(user_id=user_id)
+        shown = PreferencesOut.of(prefs)
         consents = profile.consents(user_id=user_id)
         return _render(
             request,
@@ -280,6 +301,9 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             status_code,
             prefs=prefs,
             quiet=QuietHours.of(prefs.quiet_hours) if prefs.quiet_hours else None,
+            active={day: _day_text(shown.active_hours.get(day)) for day in Weekday},
+            weekdays=list(Weekday),
+            channels=list(Channel),
             categories=list(Category),
             saved=saved,
             consents_saved=consents_saved,
@@ -307,13 +331,9 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             "timezone": str(form.get("timezone", "UTC")),
             "muted_categories": [str(value) for value in form.getlist("muted")],
         }
-        # Fields of older forms (or of scripts) that do not send them keep their value.
-        if "quiet_start" in form or "quiet_end" in form:
-            start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
-            fields["quiet_hours"] = {"start": start, "end": end} if start or end else None
-        if "frequency_cap_per_day" in form:
-            cap = str(form.get("frequency_cap_per_day", "")).strip()
-            fields["frequency_cap_per_day"] = cap or None
+        if SCHEDULE_FIELD in form:
+            # The page sends the whole schedule; a form without it (an older page) keeps the stored one.
+            fields.update(_schedule_fields(form))
         try:
             patch = PreferencesPatch.model_validate(fields)
         except ValidationError as exc:
@@ -378,8 +398,44 @@ def _operations_router(*, auth: AuthFacade, operations: OperatorView) -> APIRout
 
 
 def _field_label(loc: tuple[int | str, ...]) -> str:
-    """Return the form field an error is about, e.g. `quiet_hours` for ('quiet_hours', 'start')."""
-    return str(loc[0]) if loc else "form"
+    """Return the form field an error is about, e.g. `active_hours.mon.0` for ('active_hours', 'mon', 0)."""
+    return ".".join(str(part) for part in loc) if loc else "form"
+
+
+def _schedule_fields(form: FormData) -> dict[str, Any]:
+    """Return the patch fields of the page's schedule: quiet hours, cap, active hours, channels."""
+    start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
+    week = {day.value: _day_windows(str(form.get(f"active_{day.value}", ""))) for day in Weekday}
+    return {
+        "quiet_hours": {"start": start, "end": end} if start or end else None,
+        "frequency_cap_per_day": str(form.get("frequency_cap_per_day", "")).strip() or None,
+        "active_hours": {day: windows for day, windows in week.items() if windows is not None},
+        # Unticked boxes are not sent: a category with none ticked has no channel.
+        "channels": {
+            category.value: [str(v) for v in form.getlist(f"channel_{category.value}")] for category in Category
+        },
+    }
+
+
+def _day_text(windows: list[ActiveWindow] | None) -> str:
+    """Return a weekday's active hours as the form shows them: '' all day, 'off', or '09:00-12:00, 14:00-18:00'."""
+    if windows is None:
+        return ""
+    return ", ".join(f"{w.start}-{w.end}" for w in windows) if windows else DAY_OFF
+
+
+def _day_windows(text: str) -> list[dict[str, str]] | None:
+    """Parse a weekday's field back: None all day, [] off, else the windows (validated by the patch)."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    if text == DAY_OFF:
+        return []
+    windows = []
+    for part in text.split(","):
+        start, _, end = part.strip().partition("-")
+        windows.append({"start": start.strip(), "end": end.strip()})
+    return windows
 
 
 def _start_session(request: Request, user_id: UUID, role: Role = Role.USER) -> None:
