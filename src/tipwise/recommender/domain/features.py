@@ -166,7 +166,7 @@ class FeatureAssembler:
                 features["fits_time_of_day"] = 1.0
             actions[tip.id] = bind(features, purposes)
         if allow_nothing:
-            actions[SEND_NOTHING] = {"send_nothing": 1.0}
+            actions[SEND_NOTHING] = bind({"send_nothing": 1.0}, purposes)
         return Context(shared=bind(shared, purposes), actions=actions, purposes=purposes)
 
     def _static_features(self, tip: Tip) -> dict[str, float]:
