@@ -159,7 +159,7 @@ def build(
             metrics=metrics,
         )
     else:
-        bus = EmbeddedBus(db=db, clock=clock)
+        bus = EmbeddedBus(db=db, clock=clock, metrics=metrics)
     worker = Worker(
         bus=bus,
         relay=role in ("all", "relay"),

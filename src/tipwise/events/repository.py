@@ -15,7 +15,7 @@ from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, Tracki
 _INSERT_OUTBOX = insert(OutboxRow)
 
 
-def append_outbox(session: Session, event: Event) -> None:
+def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
     # A Core insert: the outbox row is written on the hot path and never read back by the writer.
     session.execute(
         _INSERT_OUTBOX,
@@ -26,7 +26,8 @@ def append_outbox(session: Session, event: Event) -> None:
             "time": event.time,
             "schema_version": event.schema_version,
             "trace_id": event.trace_id,
-            "payload": event.payload,
+            "payload": event.payload if payload is None else payload,
+            "encrypted": encrypted,
         },
     )
 
@@ -72,6 +73,7 @@ def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> 
                 schema_version=row.schema_version,
                 trace_id=row.trace_id,
                 payload=row.payload,
+                encrypted=row.encrypted,
                 appended_at=at,
             )
         )
@@ -118,6 +120,37 @@ def record(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: da
         )
 
 
+def log_events(session: Session, event_ids: Sequence[UUID]) -> list[Event]:
+    """Return the log's events among `event_ids`, in log order."""
+    query = select(LogRow).where(LogRow.event_id.in_(event_ids)).order_by(LogRow.position)
+    return [_to_event(row) for row in session.scalars(query)]
+
+
+def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:
+    """Return events `consumer` has applied (tracking rows), in log (or outbox) order, after position `after`."""
+    applied = select(TrackingRow.event_id).where(TrackingRow.consumer == consumer)
+    if source == "log":
+        query = (
+            select(LogRow)
+            .where(LogRow.position > after, LogRow.event_id.in_(applied))
+            .order_by(LogRow.position)
+            .limit(limit)
+        )
+        return [(row.position, _to_event(row)) for row in session.scalars(query)]
+    outbox = (
+        select(OutboxRow)
+        .where(OutboxRow.seq > after, OutboxRow.event_id.in_(applied))
+        .order_by(OutboxRow.seq)
+        .limit(limit)
+    )
+    return [(row.seq, _to_event(row)) for row in session.scalars(outbox)]
+
+
+def outbox_about(session: Session, subject: str) -> list[Event]:
+    query = select(OutboxRow).where(OutboxRow.subject == subject).order_by(OutboxRow.seq)
+    return [_to_event(row) for row in session.scalars(query)]
+
+
 def events_about(session: Session, subject: str) -> list[Event]:
     query = select(LogRow).where(LogRow.subject == subject).order_by(LogRow.position)
     return [_to_event(row) for row in session.scalars(query)]
@@ -132,4 +165,5 @@ def _to_event(row: LogRow | OutboxRow) -> Event:
         schema_version=row.schema_version,
         payload=row.payload,
         trace_id=row.trace_id,
+        encrypted=row.encrypted,
     )

@@ -64,6 +64,12 @@ class Metrics:
             ["consumer"],
             registry=self.registry,
         )
+        self.events_shredded_skipped = Counter(
+            "tipwise_events_shredded_skipped_total",
+            "Events about an erased person, whose data key is gone, skipped by a reader or a consumer.",
+            ["reader"],
+            registry=self.registry,
+        )
         self.outbox_backlog = Gauge(
             "tipwise_outbox_backlog_events",
             "Committed events waiting in the outbox to be published on the bus.",
