@@ -20,7 +20,7 @@ from tipwise.auth.oidc import (
 from tipwise.auth.service import AccountService, TokenService
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
-from tipwise.kernel.errors import NotFound
+from tipwise.kernel.errors import NotFound, Unauthorized
 from tipwise.kernel.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,8 +73,15 @@ class AuthFacade:
         return self._tokens.issue(account)
 
     def verify_token(self, *, token: str) -> Principal:
-        """Return the principal a bearer token stands for; raises `Unauthorized` otherwise."""
-        return self._tokens.verify(token)
+        """Return the principal a bearer token stands for; raises `Unauthorized` otherwise.
+
+        A token of an account that was deleted is refused, though its signature is still valid.
+        """
+        principal = self._tokens.verify(token)
+        with self._db.read() as session:
+            if self._accounts.get(session, principal.user_id) is None:
+                raise Unauthorized("the account of this token no longer exists")
+        return principal
 
     # -- OIDC login -----------------------------------------------------------------------------
 
