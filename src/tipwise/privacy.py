@@ -13,8 +13,6 @@ composition root hands them to `Privacy`, which runs them together:
 `Retention` deletes decisions and reactions older than the configured window.
 """
 
-from __future__ import annotations
-
 import io
 import json
 import time

@@ -48,26 +48,28 @@ def is_person(subject: str) -> bool:
 class _KeyCache:
     def __init__(self, size: int) -> None:
         self._size = size
-        self._keys: OrderedDict[str, bytes] = OrderedDict()
+        # By (database, subject): tests, and tools, open several databases in one process.
+        self._keys: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, subject: str) -> bytes | None:
+    def get(self, database: str, subject: str) -> bytes | None:
         with self._lock:
-            key = self._keys.get(subject)
+            key = self._keys.get((database, subject))
             if key is not None:
-                self._keys.move_to_end(subject)
+                self._keys.move_to_end((database, subject))
             return key
 
-    def put(self, subject: str, key: bytes) -> None:
+    def put(self, database: str, subject: str, key: bytes) -> None:
         with self._lock:
-            self._keys[subject] = key
-            self._keys.move_to_end(subject)
+            self._keys[(database, subject)] = key
+            self._keys.move_to_end((database, subject))
             while len(self._keys) > self._size:
                 self._keys.popitem(last=False)
 
     def forget(self, subject: str) -> None:
         with self._lock:
-            self._keys.pop(subject, None)
+            for cached in [k for k in self._keys if k[1] == subject]:
+                del self._keys[cached]
 
 
 _cache = _KeyCache(CACHE_SIZE)
@@ -114,10 +116,11 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
     An event whose subject's key is gone (the person was erased) or does not open is left out.
     """
     sealed = {event.subject for event in batch if event.encrypted}
+    database = _database(session)
     keys: dict[str, bytes] = {}
     missing = []
     for subject in sealed:
-        cached = _cache.get(subject)
+        cached = _cache.get(database, subject)
         if cached is None:
             missing.append(subject)
         else:
@@ -126,7 +129,7 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
         rows = session.execute(select(DataKeyRow.subject, DataKeyRow.key).where(DataKeyRow.subject.in_(missing)))
         for subject, key in rows:
             keys[subject] = key
-            _cache.put(subject, key)
+            _cache.put(database, subject, key)
     opened: list[Event] = []
     skipped = 0
     for event in batch:
@@ -144,6 +147,10 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
             continue
         opened.append(replace(event, payload=payload, encrypted=False))
     return opened, skipped
+
+
+def _database(session: Session) -> str:
+    return session.get_bind().engine.url.render_as_string(hide_password=True)
 
 
 def erase(session: Session, subject: str) -> int:
