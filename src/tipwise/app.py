@@ -62,6 +62,15 @@ def create_app(container: Container) -> FastAPI:
             evaluate=container.evaluate,
             bus_status=container.bus_status,
         ),
+        data=gateway.DataActions(
+            export=lambda user_id: (
+                container.privacy.export(user_id=user_id),
+                privacy.export_filename(container.privacy),
+            ),
+            erase=lambda user_id, confirm: privacy.erase_confirmed(
+                container.privacy, container.auth, user_id=user_id, confirm=confirm
+            ),
+        ),
         secret_key=container.secret_key,
     )
     return app

@@ -214,11 +214,16 @@ def build_router(privacy: Privacy, auth: AuthFacade, principal: Callable[..., An
         Your rows go from every module and your events become unreadable everywhere; the shared
         models are rebuilt without you. Your access token stops working.
         """
-        confirm_erasure(auth, user_id=user.user_id, confirm=body.confirm)
-        privacy.erase(user_id=user.user_id)
+        erase_confirmed(privacy, auth, user_id=user.user_id, confirm=body.confirm)
         return Response(status_code=204)
 
     return router
+
+
+def erase_confirmed(privacy: Privacy, auth: AuthFacade, *, user_id: UUID, confirm: str) -> Erasure:
+    """Erase the person once `confirm` is their account's email; raises InvalidInput naming `confirm`."""
+    confirm_erasure(auth, user_id=user_id, confirm=confirm)
+    return privacy.erase(user_id=user_id)
 
 
 def confirm_erasure(auth: AuthFacade, *, user_id: UUID, confirm: str) -> None:

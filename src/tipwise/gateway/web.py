@@ -7,6 +7,8 @@ OIDC provider (`/auth/oidc/{provider}/login` and `.../callback`).
 """
 
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -23,7 +25,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from tipwise.advice import Category
 from tipwise.auth import AuthFacade, OidcStart, RegisterRequest, Role
 from tipwise.gateway.operations import OperatorView
-from tipwise.kernel.errors import Conflict, TipwiseError, Unauthorized
+from tipwise.kernel.errors import Conflict, InvalidInput, TipwiseError, Unauthorized
 from tipwise.profile import (
     CONSENT_WORDING_VERSION,
     CONSENT_WORDINGS,
@@ -150,6 +152,16 @@ async def _consent_decisions(request: Request) -> ConsentsPut:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataActions:
+    """What the "Your data" page does, wired by the app: export, and erase after a confirmation."""
+
+    # user id -> the zip archive of everything about them, and its file name
+    export: Callable[[UUID], tuple[bytes, str]]
+    # (user id, the confirmation typed) -> anything; raises InvalidInput when it does not confirm
+    erase: Callable[[UUID, str], object]
+
+
 def mount(
     app: FastAPI,
     *,
@@ -157,6 +169,7 @@ def mount(
     profile: ProfileFacade,
     recommender: RecommenderFacade,
     operations: OperatorView,
+    data: DataActions,
     secret_key: str,
 ) -> None:
     """Add the web pages, their static files and the session cookie to `app`."""
@@ -169,6 +182,7 @@ def mount(
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(_router(auth=auth, profile=profile, recommender=recommender))
+    app.include_router(_data_router(auth=auth, data=data))
     app.include_router(_oidc_router(auth=auth))
     app.include_router(_operations_router(auth=auth, operations=operations))
 
@@ -360,6 +374,53 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             return await run_in_threadpool(preferences_view, request, user_id, 422, error=error)
         await run_in_threadpool(profile.record_consents, user_id=user_id, decisions=decisions, source=ConsentSource.WEB)
         return await run_in_threadpool(preferences_view, request, user_id, consents_saved=True)
+
+    return router
+
+
+def _data_router(*, auth: AuthFacade, data: DataActions) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def data_page(request: Request, user_id: UUID, status_code: int = 200, error: str | None = None) -> Response:
+        account = auth.account(user_id=user_id)
+        if account is None:
+            request.session.clear()
+            return _to_signin()
+        return _render(request, "data.html", status_code, email=account.email, error=error)
+
+    @router.get("/data", response_model=None)
+    def your_data(request: Request) -> Response:
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        return data_page(request, user_id)
+
+    @router.post("/data/export", response_model=None)
+    async def export(request: Request) -> Response:
+        await check_csrf(request)
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        archive, filename = await run_in_threadpool(data.export, user_id)
+        return Response(
+            archive,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @router.post("/data/delete", response_model=None)
+    async def delete_account(request: Request, confirm: Annotated[str, Form()] = "") -> Response:
+        await check_csrf(request)
+        user_id = _user_id(request)
+        if user_id is None:
+            return _to_signin()
+        try:
+            await run_in_threadpool(data.erase, user_id, confirm)
+        except InvalidInput:
+            error = "Type your account's email address exactly to confirm."
+            return await run_in_threadpool(data_page, request, user_id, 422, error)
+        request.session.clear()
+        return _render(request, "goodbye.html", signed_in=False)
 
     return router
 
