@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tipwise.events.contracts import Event
 from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
 
-_INSERT_OUTBOX = insert(OutboxRow)
+# Core statements on the tables, not the ORM entities: the log is written and read in bulk, and
+# the outbox on every decision; no row object is ever needed.
+_OUTBOX = cast(Table, OutboxRow.__table__)
+_LOG = cast(Table, LogRow.__table__)
+_INSERT_OUTBOX = insert(_OUTBOX)
+_INSERT_LOG = insert(_LOG)
 
 
 def append_outbox(session: Session, event: Event) -> None:
-    # A Core insert: the outbox row is written on the hot path and never read back by the writer.
     session.execute(
         _INSERT_OUTBOX,
         {
@@ -59,28 +64,28 @@ def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> No
 
 def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> None:
     known = set(session.scalars(select(LogRow.event_id).where(LogRow.event_id.in_([r.event_id for r in rows]))))
-    for row in rows:
-        # A relay that crashed after appending but before marking re-sends: skip those.
-        if row.event_id in known:
-            continue
-        session.add(
-            LogRow(
-                event_id=row.event_id,
-                type=row.type,
-                subject=row.subject,
-                time=row.time,
-                schema_version=row.schema_version,
-                trace_id=row.trace_id,
-                payload=row.payload,
-                appended_at=at,
-            )
-        )
-    session.flush()
+    # A relay that crashed after appending but before marking re-sends: skip those.
+    fresh = [
+        {
+            "event_id": row.event_id,
+            "type": row.type,
+            "subject": row.subject,
+            "time": row.time,
+            "schema_version": row.schema_version,
+            "trace_id": row.trace_id,
+            "payload": row.payload,
+            "appended_at": at,
+        }
+        for row in rows
+        if row.event_id not in known
+    ]
+    if fresh:
+        session.execute(_INSERT_LOG, fresh)
 
 
 def read_log(session: Session, *, after: int, limit: int) -> list[tuple[int, Event]]:
-    query = select(LogRow).where(LogRow.position > after).order_by(LogRow.position).limit(limit)
-    return [(row.position, _to_event(row)) for row in session.scalars(query)]
+    query = select(_LOG).where(_LOG.c.position > after).order_by(_LOG.c.position).limit(limit)
+    return [(row.position, _to_event(row)) for row in session.execute(query)]
 
 
 def head_position(session: Session) -> int:
@@ -123,7 +128,7 @@ def events_about(session: Session, subject: str) -> list[Event]:
     return [_to_event(row) for row in session.scalars(query)]
 
 
-def _to_event(row: LogRow | OutboxRow) -> Event:
+def _to_event(row: LogRow | OutboxRow | Row[Any]) -> Event:
     return Event(
         id=row.event_id,
         type=row.type,
