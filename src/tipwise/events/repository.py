@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from tipwise.events.contracts import Event
 from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
 
-_INSERT_OUTBOX = insert(OutboxRow)
+# Core statements on the tables, not the ORM entities: the log is written and read in bulk, and
+# the outbox on every decision; no row object is ever needed.
+_OUTBOX = cast(Table, OutboxRow.__table__)
+_LOG = cast(Table, LogRow.__table__)
+_INSERT_OUTBOX = insert(_OUTBOX)
+_INSERT_LOG = insert(_LOG)
 
 
 def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
-    # A Core insert: the outbox row is written on the hot path and never read back by the writer.
     session.execute(
         _INSERT_OUTBOX,
         {
@@ -60,29 +65,29 @@ def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> No
 
 def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> None:
     known = set(session.scalars(select(LogRow.event_id).where(LogRow.event_id.in_([r.event_id for r in rows]))))
-    for row in rows:
-        # A relay that crashed after appending but before marking re-sends: skip those.
-        if row.event_id in known:
-            continue
-        session.add(
-            LogRow(
-                event_id=row.event_id,
-                type=row.type,
-                subject=row.subject,
-                time=row.time,
-                schema_version=row.schema_version,
-                trace_id=row.trace_id,
-                payload=row.payload,
-                encrypted=row.encrypted,
-                appended_at=at,
-            )
-        )
-    session.flush()
+    # A relay that crashed after appending but before marking re-sends: skip those.
+    fresh = [
+        {
+            "event_id": row.event_id,
+            "type": row.type,
+            "subject": row.subject,
+            "time": row.time,
+            "schema_version": row.schema_version,
+            "trace_id": row.trace_id,
+            "payload": row.payload,
+            "encrypted": row.encrypted,
+            "appended_at": at,
+        }
+        for row in rows
+        if row.event_id not in known
+    ]
+    if fresh:
+        session.execute(_INSERT_LOG, fresh)
 
 
 def read_log(session: Session, *, after: int, limit: int) -> list[tuple[int, Event]]:
-    query = select(LogRow).where(LogRow.position > after).order_by(LogRow.position).limit(limit)
-    return [(row.position, _to_event(row)) for row in session.scalars(query)]
+    query = select(_LOG).where(_LOG.c.position > after).order_by(_LOG.c.position).limit(limit)
+    return [(row.position, _to_event(row)) for row in session.execute(query)]
 
 
 def head_position(session: Session) -> int:
@@ -120,35 +125,29 @@ def record(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: da
         )
 
 
-def log_events(session: Session, event_ids: Sequence[UUID]) -> list[Event]:
-    """Return the log's events among `event_ids`, in log order."""
-    query = select(LogRow).where(LogRow.event_id.in_(event_ids)).order_by(LogRow.position)
-    return [_to_event(row) for row in session.scalars(query)]
-
-
 def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:
     """Return events `consumer` has applied (tracking rows), in log (or outbox) order, after position `after`."""
     applied = select(TrackingRow.event_id).where(TrackingRow.consumer == consumer)
     if source == "log":
         query = (
-            select(LogRow)
-            .where(LogRow.position > after, LogRow.event_id.in_(applied))
-            .order_by(LogRow.position)
+            select(_LOG)
+            .where(_LOG.c.position > after, _LOG.c.event_id.in_(applied))
+            .order_by(_LOG.c.position)
             .limit(limit)
         )
-        return [(row.position, _to_event(row)) for row in session.scalars(query)]
+        return [(row.position, _to_event(row)) for row in session.execute(query)]
     outbox = (
-        select(OutboxRow)
-        .where(OutboxRow.seq > after, OutboxRow.event_id.in_(applied))
-        .order_by(OutboxRow.seq)
+        select(_OUTBOX)
+        .where(_OUTBOX.c.seq > after, _OUTBOX.c.event_id.in_(applied))
+        .order_by(_OUTBOX.c.seq)
         .limit(limit)
     )
-    return [(row.seq, _to_event(row)) for row in session.scalars(outbox)]
+    return [(row.seq, _to_event(row)) for row in session.execute(outbox)]
 
 
 def outbox_about(session: Session, subject: str) -> list[Event]:
-    query = select(OutboxRow).where(OutboxRow.subject == subject).order_by(OutboxRow.seq)
-    return [_to_event(row) for row in session.scalars(query)]
+    query = select(_OUTBOX).where(_OUTBOX.c.subject == subject).order_by(_OUTBOX.c.seq)
+    return [_to_event(row) for row in session.execute(query)]
 
 
 def events_about(session: Session, subject: str) -> list[Event]:
@@ -156,7 +155,7 @@ def events_about(session: Session, subject: str) -> list[Event]:
     return [_to_event(row) for row in session.scalars(query)]
 
 
-def _to_event(row: LogRow | OutboxRow) -> Event:
+def _to_event(row: LogRow | OutboxRow | Row[Any]) -> Event:
     return Event(
         id=row.event_id,
         type=row.type,

@@ -397,6 +397,7 @@ class FeatureLayout:
         self._action_index = {name: i for i, name in enumerate(features.action)}
         self._cross_columns = np.array([features.action.index(n) for n in features.action_cross], dtype=np.intp)
         self._memo: tuple[Features, Sequence[Features], CandidateRows] | None = None
+        self._learn_memo: tuple[Sequence[LoggedReward], list[CandidateRows]] | None = None
 
     def shared_vector(self, shared: Features) -> Vector:
         out = np.zeros(self.shared_dim)
@@ -437,6 +438,18 @@ class FeatureLayout:
             return memo[2]
         rows = self._rows(shared, actions)
         self._memo = (shared, actions, rows)
+        return rows
+
+    def learn_rows(self, batch: Sequence[LoggedReward]) -> list[CandidateRows]:
+        """Return the row of each example's chosen action; policies learning one batch share them.
+
+        A one-entry memo keyed by the batch's identity (and holding it), like `rows`.
+        """
+        memo = self._learn_memo
+        if memo is not None and memo[0] is batch:
+            return memo[1]
+        rows = [self._rows(example.shared, (example.action,)) for example in batch]
+        self._learn_memo = (batch, rows)
         return rows
 
     def _rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
@@ -681,8 +694,8 @@ class _LinearPolicy:
         )
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
-        for example in batch:
-            self.model.update(self.layout.rows(example.shared, [example.action]), example.reward)
+        for rows, example in zip(self.layout.learn_rows(batch), batch, strict=True):
+            self.model.update(rows, example.reward)
 
     def state_bytes(self) -> bytes:
         return self.model.to_bytes()
