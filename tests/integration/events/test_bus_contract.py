@@ -289,8 +289,6 @@ class TestBusContract:
             harness.bus.subscribe(RecordingConsumer())
 
 
-@pytest.mark.nats
-@pytest.mark.max_attempts(3)
 class TestCryptoShredding:
     """Events about a person travel sealed; once their key is destroyed no bus hands them out."""
 
@@ -343,6 +341,8 @@ def _about(person: str, n: str) -> events.Event:
     )
 
 
+@pytest.mark.nats
+@pytest.mark.max_attempts(3)
 class TestNatsDeadLetters:
     def test_an_event_that_keeps_failing_goes_to_the_dead_letter_subject_and_the_rest_flows(
         self, nats_harness: NatsHarness, migrated: Database, clock: FakeClock
