@@ -215,7 +215,8 @@ def reaction_to_use(postgres_url: str, nats_url: str | None, reactions: int) -> 
     with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp, _fresh_database(postgres_url) as url:
         port = _free_port()
         env = _environment(url if nats_url else None, Path(tmp), nats_url)
-        env |= {"TIPWISE_PORT": str(port), "TIPWISE_HOST": "127.0.0.1"}
+        # Every poll is a decision: keep every tip eligible, or the library runs out.
+        env |= {"TIPWISE_PORT": str(port), "TIPWISE_HOST": "127.0.0.1", "TIPWISE_RECOMMENDER_RECENT_WINDOW_HOURS": "0"}
         command = [sys.executable, "-m", "tipwise", "up"]
         if nats_url:
             command += ["--scaled", "--scorer-port", str(_free_port())]
@@ -265,7 +266,9 @@ def _time_reactions(base: str, reactions: int, kind: str) -> list[int]:
                 json={"tip_instance_id": decision["tip_instance_id"], "reaction": "done", "idempotency_key": f"k{n}"},
             ).raise_for_status()
             while True:
-                nxt = client.post("/v1/tips/next", headers=headers, json={"explore": False}).json()
+                polled = client.post("/v1/tips/next", headers=headers, json={"explore": False})
+                polled.raise_for_status()
+                nxt = polled.json()
                 if int(nxt["model_version"]) > version:
                     samples.append(time.perf_counter_ns() - started)
                     version = int(nxt["model_version"])

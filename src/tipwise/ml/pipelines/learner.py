@@ -278,7 +278,8 @@ class Learner:
     def committed(self) -> None:
         if self._dirty:
             self._publish()
-            self.snapshot_if_due()
+        # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
+        self.snapshot_if_due()
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
