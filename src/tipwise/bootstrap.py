@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from argon2 import PasswordHasher
+from datetime import datetime
 
 from tipwise import migrations
 from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
 from tipwise.auth import AuthFacade, AuthSettings
-from tipwise.auth.service import AccountService, TokenService
 from tipwise.events import EmbeddedBus, Worker
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database
@@ -90,13 +87,7 @@ def build(
         db=db, library=load_library(settings.advice_library or DEFAULT_LIBRARY), clock=clock
     )
     secret_key = settings.resolved_secret_key()
-    hasher = PasswordHasher(time_cost=auth_settings.argon2_time_cost, memory_cost=auth_settings.argon2_memory_cost_kib)
-    auth = AuthFacade(
-        db=db,
-        accounts=AccountService(hasher=hasher),
-        tokens=TokenService(secret=secret_key, ttl=timedelta(seconds=auth_settings.token_ttl_seconds), clock=clock),
-        clock=clock,
-    )
+    auth = AuthFacade.create(db=db, settings=auth_settings, secret_key=secret_key, clock=clock)
     profile = ProfileFacade(db=db, clock=clock)
 
     def observe_feedback_latency(learned_until: datetime) -> None:
@@ -139,6 +130,7 @@ def build(
         metrics.learner_lag_seconds.set((clock.now() - lag.oldest).total_seconds() if lag.oldest else 0.0)
 
     worker.add_job(report_lag)
+    worker.add_job(auth.purge)
 
     recommender = RecommenderFacade(
         db=db,
