@@ -162,14 +162,17 @@ class AuthFacade:
         """
         with self._db.write() as session:
             outcome = self._sessions.rotate(session, refresh_token=refresh_token, now=self._clock.now())
-        if outcome.result is RefreshResult.REUSED:
-            assert outcome.session_id is not None  # noqa: S101 - rotate() sets it for a reuse
+        if outcome.result is RefreshResult.REUSED and outcome.session_id is not None:
             self._cache.forget(outcome.session_id)
             log.warning("security.refresh_token_reused", session_id=str(outcome.session_id), action="session_revoked")
             raise Unauthorized("this refresh token was already used; the session is revoked, sign in again")
-        if outcome.result is RefreshResult.INVALID or outcome.account is None or outcome.refresh_token is None:
+        if (
+            outcome.result is not RefreshResult.ROTATED
+            or outcome.account is None
+            or outcome.session_id is None
+            or outcome.refresh_token is None
+        ):
             raise Unauthorized("the refresh token is not valid")
-        assert outcome.session_id is not None  # noqa: S101 - set for every rotation
         return self._issue(outcome.account, session_id=outcome.session_id, refresh_token=outcome.refresh_token)
 
     def _issue(self, account: Account, *, session_id: UUID, refresh_token: str) -> IssuedTokens:
@@ -192,8 +195,7 @@ class AuthFacade:
         account's current one.
         """
         claimed = self._tokens.verify(token)
-        assert claimed.session_id is not None  # noqa: S101 - TokenService requires the sid claim
-        principal = self.session_principal(session_id=claimed.session_id)
+        principal = self.session_principal(session_id=claimed.session_id) if claimed.session_id else None
         if principal is None or principal.user_id != claimed.user_id:
             raise Unauthorized(SESSION_ENDED)
         return principal

@@ -37,8 +37,9 @@ SECRET_KEYS = frozenset(
     }
 )
 _SECRET_WORDS = ("password", "passwd", "token", "secret", "authorization", "cookie", "api_key")
-# A JWT (three base64url parts, the first one a JSON header) or a bearer credential inside free text.
-_SECRET_TEXT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+|(?i:bearer)\s+[\w.~+/=-]+")
+# A JWT (three base64url parts, the first one a JSON header) or a bearer credential inside free text
+# (8 characters at least, so that prose such as "a bearer token" stays readable).
+_SECRET_TEXT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+|(?i:bearer)\s+[\w.~+/=-]{8,}")
 
 
 def _is_secret_key(key: str) -> bool:
