@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.nats import nats_server
 from tests.support.postgres import fresh_database, postgres_server
 from tipwise import migrations
 from tipwise.app import create_app
@@ -25,6 +26,12 @@ FAST_AUTH = AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64)
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
     with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    with nats_server() as url:
         yield url
 
 

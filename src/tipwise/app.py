@@ -13,6 +13,7 @@ from tipwise.bootstrap import Container
 from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.http import RequestContextMiddleware, install_error_handlers, use_problem_media_type_in_openapi
 from tipwise.kernel.logging import get_logger
+from tipwise.processes import readiness
 
 log = get_logger(__name__)
 
@@ -58,6 +59,7 @@ def create_app(container: Container) -> FastAPI:
             live_policy=lambda: container.registry.live,
             model_versions=container.registry.versions,
             evaluate=container.evaluate,
+            bus_status=container.bus_status,
         ),
         secret_key=container.secret_key,
     )
@@ -70,15 +72,15 @@ def _add_operations_routes(app: FastAPI, container: Container) -> None:
         """Liveness: the process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "The database is unreachable."}})
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "The database is unreachable."}},
+    )
     def readyz() -> JSONResponse:
-        """Readiness: the database answers."""
-        try:
-            container.db.ping()
-        except Exception as exc:
-            log.warning("not_ready", error=type(exc).__name__)
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok"})
+        """Readiness: the database answers; with NATS, `degraded` while the bus is unreachable."""
+        status, body = readiness(container)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics() -> Response:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from tipwise import migrations
 from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
 from tipwise.auth import AuthFacade, AuthSettings
 from tipwise.events import EmbeddedBus, Worker
+from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database
 from tipwise.kernel.errors import ConfigurationError
@@ -24,6 +26,10 @@ from tipwise.settings import Settings
 
 log = get_logger(__name__)
 
+# What the background worker of this process does: everything (the embedded default), or one part
+# of a scaled deployment: the outbox relay, or the learner's consumer and periodic jobs.
+Role = Literal["all", "relay", "learner"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Container:
@@ -33,7 +39,7 @@ class Container:
     clock: Clock
     db: Database
     metrics: Metrics
-    bus: EmbeddedBus
+    bus: EmbeddedBus | NatsBus
     worker: Worker
     advice: AdviceFacade
     auth: AuthFacade
@@ -53,8 +59,30 @@ class Container:
             live=self.registry.live,
         )
 
+    def bus_status(self) -> dict[str, object]:
+        if isinstance(self.bus, NatsBus):
+            return self.bus.status()
+        return {
+            "kind": "embedded (the event log in the database)",
+            "connected": None,
+            "outbox_backlog": self.bus.outbox_backlog(),
+            # A failing event stops its consumer and is retried until it succeeds.
+            "dead_letters": None,
+        }
+
+    def embedded_log(self) -> EmbeddedBus:
+        """The event log in the database; ConfigurationError when events travel on NATS."""
+        if not isinstance(self.bus, EmbeddedBus):
+            raise ConfigurationError(
+                "this reads the embedded event log, and TIPWISE_EVENT_BUS points at NATS; "
+                "the JetStream streams hold the log there"
+            )
+        return self.bus
+
     def close(self) -> None:
         self.worker.stop()
+        if isinstance(self.bus, NatsBus):
+            self.bus.close()
         self.db.dispose()
 
 
@@ -67,6 +95,7 @@ def build(
     policy_settings: PolicySettings | None = None,
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
+    role: Role = "all",
 ) -> Container:
     """Wire the embedded default; refuses to start on a database schema that is behind."""
     settings = settings or Settings()
@@ -110,8 +139,23 @@ def build(
         raise ConfigurationError(f"TIPWISE_POLICY_LIVE: {exc}") from exc
     learner_settings = learner_settings or LearnerSettings()
 
-    bus = EmbeddedBus(db=db, clock=clock)
-    worker = Worker(bus=bus)
+    bus: EmbeddedBus | NatsBus
+    if settings.uses_nats:
+        bus = NatsBus(
+            settings=NatsSettings(url=settings.event_bus, prefix=settings.nats_prefix),
+            db=db,
+            clock=clock,
+            metrics=metrics,
+        )
+    else:
+        bus = EmbeddedBus(db=db, clock=clock)
+    worker = Worker(
+        bus=bus,
+        relay=role in ("all", "relay"),
+        dispatch=role in ("all", "learner"),
+        # A NATS dispatch waits for events itself; a relay process polls the outbox.
+        interval=0.0 if settings.uses_nats and role == "learner" else 0.05 if role == "relay" else 1.0,
+    )
     learner = Learner(
         db=db,
         registry=registry,
@@ -122,15 +166,17 @@ def build(
         cadence=learner_settings.cadence(),
     )
     bus.subscribe(learner)
-    worker.add_job(learner.expire)
 
     def report_lag() -> None:
         lag = bus.lag(learner.name)
         metrics.learner_lag_events.set(lag.events)
         metrics.learner_lag_seconds.set((clock.now() - lag.oldest).total_seconds() if lag.oldest else 0.0)
 
-    worker.add_job(report_lag)
-    worker.add_job(auth.purge)
+    if role != "relay":
+        worker.add_job(learner.expire)
+        worker.add_job(learner.snapshot_if_due)
+        worker.add_job(report_lag)
+        worker.add_job(auth.purge)
 
     recommender = RecommenderFacade(
         db=db,

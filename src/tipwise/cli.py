@@ -6,13 +6,16 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tipwise.cli_helpers import command_container, fail
 from tipwise.kernel.errors import ConfigurationError
 from tipwise.settings import Settings
+
+if TYPE_CHECKING:
+    from tipwise.bootstrap import Role
 
 app = typer.Typer(help="Tipwise: the right tip at the right moment, learned from how you react.", no_args_is_help=True)
 advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=True)
@@ -89,10 +92,78 @@ def serve(
 def up(
     host: Annotated[str | None, typer.Option(help="Address to listen on [env TIPWISE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [env TIPWISE_PORT].")] = None,
+    scaled: Annotated[
+        bool,
+        typer.Option(
+            help="Run the API, outbox relay, learner and ml-serve as separate processes "
+            "(needs TIPWISE_DATABASE_URL and TIPWISE_EVENT_BUS=nats://...)."
+        ),
+    ] = False,
+    scorer_port: Annotated[int, typer.Option(help="With --scaled: ml-serve's port.")] = 8100,
+    relay_health_port: Annotated[int, typer.Option(help="With --scaled: the relay's health port.")] = 8101,
+    learner_health_port: Annotated[int, typer.Option(help="With --scaled: the learner's health port.")] = 8102,
 ) -> None:
     """Migrate the database, seed the advice library and serve: everything `make up` needs."""
+    if scaled:
+        _up_scaled(host=host, port=port, scorer=scorer_port, relay=relay_health_port, learner=learner_health_port)
+        return
     migrate()
     serve(host=host, port=port)
+
+
+def _up_scaled(*, host: str | None, port: int | None, scorer: int, relay: int, learner: int) -> None:
+    from tipwise.processes import Ports, scaled_commands, scaled_environment, supervise
+
+    settings = _settings(host=host, port=port)
+    if not settings.uses_nats:
+        fail("--scaled needs TIPWISE_EVENT_BUS=nats://host:4222 (a NATS server with JetStream)")
+    if settings.database_url is None or settings.sqlalchemy_url.startswith("sqlite"):
+        fail("--scaled needs TIPWISE_DATABASE_URL=postgresql+psycopg://... (processes share one database)")
+    migrate()
+    # Seeds the advice library and checks the schema once, before the processes start.
+    with command_container(settings):
+        pass
+    ports = Ports(api=settings.port, scorer=scorer, relay=relay, learner=learner)
+    commands = scaled_commands(host=settings.host, ports=ports)
+    typer.echo(
+        f"Tipwise (scaled) is serving on http://{settings.host}:{settings.port}: "
+        + ", ".join(commands)
+        + "  (Ctrl+C to stop)"
+    )
+    raise typer.Exit(supervise(commands, scaled_environment(host=settings.host, ports=ports)))
+
+
+def _run_worker(role: Role, health_host: str, health_port: int) -> None:
+    from tipwise.bootstrap import build
+    from tipwise.processes import run_worker
+
+    settings = _settings()
+    try:
+        container = build(settings, role=role)
+    except ConfigurationError as exc:
+        fail(exc.detail)
+    try:
+        run_worker(container, role=role, health_host=health_host, health_port=health_port)
+    finally:
+        container.close()
+
+
+@app.command()
+def relay(
+    health_host: Annotated[str, typer.Option(help="Address of the /healthz and /readyz server.")] = "127.0.0.1",
+    health_port: Annotated[int, typer.Option(help="Port of the /healthz and /readyz server.")] = 8101,
+) -> None:
+    """Publish committed outbox events on the bus, as a process of its own (scaled topology)."""
+    _run_worker("relay", health_host, health_port)
+
+
+@app.command()
+def learner(
+    health_host: Annotated[str, typer.Option(help="Address of the /healthz and /readyz server.")] = "127.0.0.1",
+    health_port: Annotated[int, typer.Option(help="Port of the /healthz and /readyz server.")] = 8102,
+) -> None:
+    """Learn from rewards and publish model snapshots, as a process of its own (scaled topology)."""
+    _run_worker("learner", health_host, health_port)
 
 
 @app.command("ml-serve")
@@ -127,17 +198,21 @@ def replay() -> None:
     from tipwise.ml.pipelines.learner import same_state
 
     with command_container(_settings()) as container:
+        try:
+            log = container.embedded_log()
+        except ConfigurationError as exc:
+            fail(exc.detail)
         # The learner writes its models and its log position in one transaction: the same position
         # read before and after the models means they belong to it, even with a server running.
         for _ in range(REPLAY_ATTEMPTS):
-            position = container.bus.position(container.learner.name)
+            position = log.position(container.learner.name)
             stored = stored_states(container.db)
-            if container.bus.position(container.learner.name) == position:
+            if log.position(container.learner.name) == position:
                 break
         else:
             fail("the learner kept moving; stop the server or try again")
         rebuilt = rebuild(
-            container.bus.read(until=position),
+            log.read(until=position),
             specs=container.registry.specs,
             features=container.registry.features,
             rewards=container.learner.reward_map,

@@ -31,6 +31,21 @@ class Settings(BaseSettings):
     scorer_url: str | None = None
     # Run the outbox relay and consumers in a background thread of the app process.
     embedded_worker: bool = True
+    # "embedded" keeps the event log in the database; a NATS URL (nats://host:4222) selects JetStream.
+    event_bus: str = "embedded"
+    # Namespaces NATS subjects and streams, so several installations can share one server.
+    nats_prefix: str = "tipwise"
+
+    @field_validator("event_bus")
+    @classmethod
+    def _known_bus(cls, value: str) -> str:
+        if value != "embedded" and not value.startswith(("nats://", "tls://")):
+            raise ValueError("must be 'embedded' or a NATS URL such as nats://127.0.0.1:4222")
+        return value
+
+    @property
+    def uses_nats(self) -> bool:
+        return self.event_bus != "embedded"
 
     @field_validator("port")
     @classmethod

@@ -168,6 +168,7 @@ class TestOperatorPages:
         for policy in ("linucb", "epsilon_greedy", "random"):
             assert f"<td>{policy}" in page.text
         assert ">DR</th>" in page.text
+        assert "Outbox backlog: 0 events." in page.text
         assert 'href="/ops"' in page.text
         for image in ("/ops/evaluation.png", "/ops/rewards.png"):
             response = client.get(image)

@@ -10,7 +10,7 @@ bench_app = typer.Typer(help="Measure learning quality, latency and throughput."
 def _register() -> None:
     from importlib import import_module
 
-    for name in ("learn", "decide", "http"):
+    for name in ("learn", "decide", "http", "events"):
         try:
             module = import_module(f"tipwise.bench.{name}")
         except ModuleNotFoundError as exc:

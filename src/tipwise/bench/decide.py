@@ -293,7 +293,7 @@ def learner_throughput(*, rewards: int) -> list[Result]:
             started = time.perf_counter()
             container.worker.run_once()
             learner_seconds = time.perf_counter() - started
-            log = list(container.bus.read())
+            log = list(container.embedded_log().read())
             started = time.perf_counter()
             replay(log, specs=container.registry.specs, features=FEATURE_SPEC, rewards=container.learner.reward_map)
             replay_seconds = time.perf_counter() - started

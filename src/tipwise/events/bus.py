@@ -10,7 +10,7 @@ applied exactly once even when a batch is retried.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -24,6 +24,22 @@ from tipwise.kernel.db import Database, WriteSession
 def publish(session: WriteSession, event: Event) -> None:
     """Append `event` to the outbox; it is published when the caller's transaction commits."""
     repository.append_outbox(session, event)
+
+
+def apply_exactly_once(
+    session: WriteSession, consumer: Consumer, batch: Sequence[Event], *, at: datetime
+) -> list[Event]:
+    """Apply the events of `batch` that `consumer` has not applied yet, with their tracking rows.
+
+    Runs inside the caller's transaction, so the effect and the record of it commit together.
+    Returns the events applied now.
+    """
+    done = repository.seen(session, consumer=consumer.name, event_ids=[e.id for e in batch])
+    fresh = [event for event in batch if event.id not in done]
+    if fresh:
+        consumer.apply(session, fresh)
+        repository.record(session, consumer=consumer.name, event_ids=[e.id for e in fresh], at=at)
+    return fresh
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,13 +105,7 @@ class EmbeddedBus:
                     if not batch:
                         return applied
                     wanted = [event for _, event in batch if event.type in consumer.event_types]
-                    done = repository.seen(session, consumer=consumer.name, event_ids=[e.id for e in wanted])
-                    fresh = [event for event in wanted if event.id not in done]
-                    if fresh:
-                        consumer.apply(session, fresh)
-                        repository.record(
-                            session, consumer=consumer.name, event_ids=[e.id for e in fresh], at=self._clock.now()
-                        )
+                    fresh = apply_exactly_once(session, consumer, wanted, at=self._clock.now())
                     repository.set_consumer_position(session, consumer.name, batch[-1][0])
             except BaseException:
                 consumer.aborted()
@@ -109,6 +119,11 @@ class EmbeddedBus:
             head = repository.head_position(session)
             oldest = repository.oldest_after(session, position=position) if head > position else None
         return Lag(events=head - position, oldest=oldest)
+
+    def outbox_backlog(self) -> int:
+        """Return how many committed events wait in the outbox for the relay."""
+        with self._db.read() as session:
+            return repository.outbox_backlog(session)
 
     def position(self, consumer: str) -> int:
         """Return the log position up to which `consumer` has applied events."""

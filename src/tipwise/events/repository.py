@@ -35,6 +35,23 @@ def unpublished(session: Session, *, limit: int) -> Sequence[OutboxRow]:
     return session.scalars(query).all()
 
 
+def unpublished_events(session: Session, *, limit: int, lock: bool = False) -> list[tuple[int, Event]]:
+    """Return the oldest unpublished outbox events with their outbox sequence numbers.
+
+    With `lock`, the rows stay locked until the transaction ends and rows another relay holds are
+    skipped (PostgreSQL; SQLite has one writer anyway).
+    """
+    query = select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq).limit(limit)
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    return [(row.seq, _to_event(row)) for row in session.scalars(query)]
+
+
+def outbox_backlog(session: Session) -> int:
+    query = select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at.is_(None))
+    return session.scalar(query) or 0
+
+
 def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> None:
     session.execute(update(OutboxRow).where(OutboxRow.seq.in_(seqs)).values(published_at=at))
 
@@ -104,7 +121,7 @@ def events_about(session: Session, subject: str) -> list[Event]:
     return [_to_event(row) for row in session.scalars(query)]
 
 
-def _to_event(row: LogRow) -> Event:
+def _to_event(row: LogRow | OutboxRow) -> Event:
     return Event(
         id=row.event_id,
         type=row.type,

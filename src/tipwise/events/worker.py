@@ -16,9 +16,19 @@ class Worker:
     """Runs `bus.relay()`, `bus.dispatch()` and each periodic job, whenever woken or every `interval`."""
 
     def __init__(
-        self, *, bus: EventBus, interval: float = 1.0, job_interval: float = 1.0, coalesce: float = 0.05
+        self,
+        *,
+        bus: EventBus,
+        interval: float = 1.0,
+        job_interval: float = 1.0,
+        coalesce: float = 0.05,
+        relay: bool = True,
+        dispatch: bool = True,
     ) -> None:
+        # A scaled deployment splits the work: a relay process only relays, a learner only dispatches.
         self._bus = bus
+        self._relay = relay
+        self._dispatch = dispatch
         self._interval = interval
         # After a wake-up, wait this long so one round carries many events: under load, a round
         # per decision would take the database's single write lock several times per request.
@@ -45,8 +55,8 @@ class Worker:
         with self._lock:
             applied = 0
             while True:
-                moved = self._bus.relay()
-                done = self._bus.dispatch()
+                moved = self._bus.relay() if self._relay else 0
+                done = self._bus.dispatch() if self._dispatch else 0
                 applied += done
                 if moved or done:
                     continue
@@ -71,7 +81,9 @@ class Worker:
     def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            if self._wake.wait(self._interval * (2 ** min(failures, 5))) and self._coalesce:
+            # A zero interval suits a bus whose dispatch waits for events itself (NATS).
+            pause = self._interval if not failures else max(self._interval, 0.1) * 2 ** min(failures, 3)
+            if self._wake.wait(pause) and self._coalesce:
                 self._stop.wait(self._coalesce)
             self._wake.clear()
             try:

@@ -27,6 +27,8 @@ class OperatorView:
     live_policy: Callable[[], str]
     model_versions: Callable[[], dict[str, int]]
     evaluate: Callable[[], EvaluationReport]
+    # The event bus as the operator sees it: kind, outbox backlog, dead letters (see `app.py`).
+    bus_status: Callable[[], dict[str, Any]]
 
     def report(self) -> EvaluationReport | None:
         """Evaluate every policy on the settled decisions; None while there are too few."""
@@ -42,6 +44,7 @@ class OperatorView:
             "versions": self.model_versions(),
             "report": report,
             "decisions": len(self.recommender.logged_decisions()),
+            "bus": self.bus_status(),
         }
 
     def evaluation_png(self) -> bytes | None:

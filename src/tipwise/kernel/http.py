@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +58,23 @@ def install_error_handlers(app: FastAPI) -> None:
             dict(exc.headers) if exc.headers else None,
         )
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
+            if not exc.connection_invalidated:
+                return await unexpected_error(request, exc)
+        # The transaction rolled back: nothing of the request was written. The pool reconnects
+        # (pre-ping) once the database is back, without a restart.
+        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return _problem(
+            problem_document(
+                status=503,
+                code="database_unavailable",
+                detail="the database is unreachable right now; nothing was changed, try again shortly",
+                instance=request.url.path,
+            ),
+            {"Retry-After": "5"},
+        )
+
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
         return _problem(
@@ -67,6 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TipwiseError, tipwise_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(DBAPIError, database_unavailable)
+    app.add_exception_handler(SQLAlchemyTimeoutError, database_unavailable)
     app.add_exception_handler(Exception, unexpected_error)
 
 

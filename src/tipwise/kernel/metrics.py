@@ -52,6 +52,23 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
             registry=self.registry,
         )
+        self.events_dead_lettered = Counter(
+            "tipwise_events_dead_lettered_total",
+            "Events a consumer failed to apply too many times, moved to the dead-letter subject.",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.events_redelivered = Counter(
+            "tipwise_events_redelivered_total",
+            "Events handed back to the bus for a later retry after a consumer failed on them.",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "tipwise_outbox_backlog_events",
+            "Committed events waiting in the outbox to be published on the bus.",
+            registry=self.registry,
+        )
         self.model_version = Gauge(
             "tipwise_model_version", "Version of the live model in use.", ["policy"], registry=self.registry
         )

@@ -57,7 +57,7 @@ class TestReplay:
         assert "tipwise_late_rewards_total 0.0" not in metrics
 
         rebuilt = replay(
-            container.bus.read(until=container.bus.position("learner")),
+            container.embedded_log().read(until=container.embedded_log().position("learner")),
             specs=container.registry.specs,
             features=container.registry.features,
             rewards=container.learner.reward_map,
@@ -71,7 +71,7 @@ class TestReplay:
     def test_a_different_log_gives_a_different_model(self, make_container: ContainerFactory, clock: FakeClock) -> None:
         container = make_container()
         _session(container, clock, decisions=20)
-        events = list(container.bus.read())
+        events = list(container.embedded_log().read())
         rebuilt = replay(
             events[:-5],
             specs=container.registry.specs,

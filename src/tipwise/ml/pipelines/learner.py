@@ -260,7 +260,7 @@ class Learner:
     def committed(self) -> None:
         if self._dirty:
             self._publish()
-            self._maybe_snapshot()
+            self.snapshot_if_due()
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
@@ -300,7 +300,8 @@ class Learner:
         self._last_snapshot_at = self._clock.now()
         return written
 
-    def _maybe_snapshot(self) -> None:
+    def snapshot_if_due(self) -> None:
+        """Snapshot when the cadence says so: after N rewards, or T seconds after an unsnapshotted one."""
         due = self._unsnapshotted >= self._cadence.every_rewards or (
             self._unsnapshotted > 0
             and (self._clock.now() - self._last_snapshot_at).total_seconds() >= self._cadence.every_seconds

@@ -1,0 +1,329 @@
+"""The bus port's contract, run against the embedded adapter and against real NATS JetStream.
+
+Each test runs on SQLite and PostgreSQL (the outbox and tracking rows live there) and with each
+adapter. What differs between adapters is reached through the small `Harness` below: how to drain
+the bus, and how to make it hand a consumer events it has already applied.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pytest
+from sqlalchemy import text
+
+from tipwise import events
+from tipwise.events import repository
+from tipwise.events.jetstream import NatsBus, NatsSettings
+from tipwise.kernel.clock import FakeClock
+from tipwise.kernel.db import Database, WriteSession
+from tipwise.kernel.metrics import Metrics
+
+
+@dataclass
+class RecordingConsumer:
+    """Writes one row per applied event (its effect), in the bus's transaction."""
+
+    name: str = "recorder"
+    event_types: frozenset[str] = frozenset({events.TIP_DECIDED})
+    fail_on: str | None = None
+    committed_batches: int = 0
+    aborted_batches: int = 0
+    seen: list[str] = field(default_factory=list)
+
+    def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
+        for event in batch:
+            n = _n(event)
+            session.execute(
+                text("INSERT INTO events_consumer_position (consumer, position) VALUES (:c, 0)"), {"c": f"effect:{n}"}
+            )
+            if self.fail_on == n:
+                raise RuntimeError("consumer failed")
+        self.seen.extend(_n(event) for event in batch)
+
+    def committed(self) -> None:
+        self.committed_batches += 1
+
+    def aborted(self) -> None:
+        self.aborted_batches += 1
+
+
+def _n(event: events.Event) -> str:
+    return str(event.data()["tip_instance_id"])[-1]
+
+
+def _event(n: str, clock: FakeClock, *, type: str = events.TIP_DECIDED) -> events.Event:
+    return events.Event.create(
+        type=type,
+        subject="user-1",
+        time=clock.now(),
+        data={"tip_instance_id": f"00000000-0000-0000-0000-00000000000{n}"},
+    )
+
+
+def _publish(db: Database, clock: FakeClock, *ns: str, type: str = events.TIP_DECIDED) -> None:
+    with db.write() as session:
+        for n in ns:
+            events.publish(session, _event(n, clock, type=type))
+
+
+def _effects(db: Database) -> list[str]:
+    with db.read() as session:
+        rows = session.execute(
+            text("SELECT consumer FROM events_consumer_position WHERE consumer LIKE 'effect:%' ORDER BY consumer")
+        )
+        return [r[0].removeprefix("effect:") for r in rows]
+
+
+class Harness(Protocol):
+    @property
+    def bus(self) -> events.EventBus: ...
+
+    def drain(self) -> int:
+        """Relay and dispatch until nothing moves; return how many events consumers applied."""
+        ...
+
+    def redeliver(self, consumer: str) -> None:
+        """Make the bus hand `consumer` everything again, as after a crash before it acknowledged."""
+        ...
+
+    def publish_unmarked(self) -> None:
+        """Put the outbox on the bus without marking it sent, as a relay that crashed in between."""
+        ...
+
+
+@dataclass
+class EmbeddedHarness:
+    bus: events.EmbeddedBus
+    db: Database
+    clock: FakeClock
+
+    def drain(self) -> int:
+        return _drain(self.bus, quiet_rounds=1)
+
+    def redeliver(self, consumer: str) -> None:
+        with self.db.write() as session:
+            repository.set_consumer_position(session, consumer, 0)
+
+    def publish_unmarked(self) -> None:
+        with self.db.write() as session:
+            rows = repository.unpublished(session, limit=100)
+            repository.append_log(session, rows, at=self.clock.now())
+
+
+@dataclass
+class NatsHarness:
+    bus: NatsBus
+    db: Database
+    clock: FakeClock
+    settings: NatsSettings
+    metrics: Metrics
+
+    def drain(self) -> int:
+        # Two quiet rounds in a row: nothing is in flight any more.
+        return _drain(self.bus, quiet_rounds=2)
+
+    def redeliver(self, consumer: str) -> None:
+        # A new durable consumer of the same name starts from the first message, as a consumer
+        # whose acks were lost would get its messages again.
+        fresh = NatsBus(settings=self.settings, db=self.db, clock=self.clock)
+        try:
+            fresh._run(_delete_consumers(fresh, consumer))
+        finally:
+            fresh.close()
+        for subscription in self.bus._subscriptions:
+            subscription.pull = None
+
+    def publish_unmarked(self) -> None:
+        with self.db.read() as session:
+            batch = [event for _, event in repository.unpublished_events(session, limit=100)]
+        self.bus._run(self.bus._publish(batch))
+
+
+def _drain(bus: events.EventBus, *, quiet_rounds: int) -> int:
+    applied = quiet = 0
+    while quiet < quiet_rounds:
+        moved = bus.relay()
+        done = bus.dispatch()
+        applied += done
+        quiet = quiet + 1 if not (moved or done) else 0
+    return applied
+
+
+async def _delete_consumers(bus: NatsBus, consumer: str) -> None:
+    js = await bus._ensure()
+    for family in ["decisions", "signals", "privacy", "other"]:
+        try:
+            await js.delete_consumer(bus._settings.stream(family), consumer)
+        except Exception:  # noqa: S110 - not every stream has this consumer
+            pass
+
+
+@pytest.fixture(params=["embedded", pytest.param("nats", marks=pytest.mark.nats)])
+def harness(request: pytest.FixtureRequest, migrated: Database, clock: FakeClock) -> Harness:
+    if request.param == "embedded":
+        return EmbeddedHarness(bus=events.EmbeddedBus(db=migrated, clock=clock, batch_size=2), db=migrated, clock=clock)
+    nats: NatsHarness = request.getfixturevalue("nats_harness")
+    return nats
+
+
+@pytest.fixture
+def nats_harness(
+    request: pytest.FixtureRequest, nats_url: str, migrated: Database, clock: FakeClock
+) -> Iterator[NatsHarness]:
+    # The contract tests retry failing events for as long as they need; the dead-letter test gives up after 3.
+    attempts = request.node.get_closest_marker("max_attempts")
+    settings = NatsSettings(
+        url=nats_url,
+        prefix=f"t{uuid.uuid4().hex[:10]}",
+        batch_size=2,
+        fetch_wait=0.2,
+        retry_delays=(0.05,),
+        max_attempts=attempts.args[0] if attempts else 1000,
+    )
+    metrics = Metrics()
+    bus = NatsBus(settings=settings, db=migrated, clock=clock, metrics=metrics)
+    try:
+        yield NatsHarness(bus=bus, db=migrated, clock=clock, settings=settings, metrics=metrics)
+    finally:
+        bus.delete_streams()
+        bus.close()
+
+
+class TestBusContract:
+    def test_published_events_reach_the_consumer_once_in_order(self, harness: Harness, migrated: Database) -> None:
+        consumer = RecordingConsumer()
+        harness.bus.subscribe(consumer)
+        _publish(migrated, FakeClock(), "1", "2", "3")
+        _publish(migrated, FakeClock(), "9", type=events.FEEDBACK_REACTION)
+
+        assert harness.drain() == 3
+        assert consumer.seen == ["1", "2", "3"]
+        assert harness.drain() == 0
+        assert _effects(migrated) == ["1", "2", "3"]
+        assert harness.bus.lag("recorder").events == 0
+
+    def test_nothing_reaches_consumers_before_the_outbox_is_relayed(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer()
+        harness.bus.subscribe(consumer)
+        _publish(migrated, clock, "1")
+        assert harness.bus.dispatch() == 0
+        assert harness.bus.relay() == 1
+        assert harness.bus.lag("recorder").events == 1
+        assert harness.drain() == 1
+
+    def test_a_rolled_back_publish_leaves_nothing_to_relay(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        def failing_state_change() -> None:
+            with migrated.write() as session:
+                events.publish(session, _event("1", clock))
+                raise RuntimeError("the state change failed")
+
+        with pytest.raises(RuntimeError):
+            failing_state_change()
+        assert harness.bus.relay() == 0
+
+    def test_a_failing_event_is_not_applied_and_comes_back_until_it_succeeds(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer(fail_on="2")
+        harness.bus.subscribe(consumer)
+        _publish(migrated, clock, "1", "2", "3")
+
+        with pytest.raises(RuntimeError, match="consumer failed") if isinstance(harness, EmbeddedHarness) else _noop():
+            harness.drain()
+        assert consumer.aborted_batches >= 1
+        assert "2" not in _effects(migrated)
+
+        consumer.fail_on = None
+        _eventually(lambda: harness.drain() >= 0 and _effects(migrated) == ["1", "2", "3"])
+        assert sorted(consumer.seen) == ["1", "2", "3"]
+
+    def test_events_handed_over_again_are_not_applied_twice(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer()
+        harness.bus.subscribe(consumer)
+        _publish(migrated, clock, "1", "2")
+        assert harness.drain() == 2
+
+        harness.redeliver("recorder")
+        assert harness.drain() == 0
+        assert _effects(migrated) == ["1", "2"]
+
+    def test_a_relay_that_crashed_before_marking_does_not_duplicate_events(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer()
+        harness.bus.subscribe(consumer)
+        _publish(migrated, clock, "1", "2")
+        harness.publish_unmarked()
+        assert harness.drain() == 2
+        assert harness.drain() == 0
+        assert consumer.seen == ["1", "2"]
+
+    def test_a_second_consumer_catches_up_from_the_start(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        first = RecordingConsumer(name="first")
+        harness.bus.subscribe(first)
+        _publish(migrated, clock, "1")
+        harness.drain()
+
+        late = RecordingConsumer(name="late")
+        late.apply = lambda session, batch: late.seen.extend(_n(e) for e in batch)  # type: ignore[method-assign]
+        harness.bus.subscribe(late)
+        assert harness.drain() == 1
+        assert late.seen == ["1"]
+
+    def test_subscribing_two_consumers_with_one_name_is_refused(self, harness: Harness) -> None:
+        harness.bus.subscribe(RecordingConsumer())
+        with pytest.raises(ValueError, match="already subscribed"):
+            harness.bus.subscribe(RecordingConsumer())
+
+
+@pytest.mark.nats
+@pytest.mark.max_attempts(3)
+class TestNatsDeadLetters:
+    def test_an_event_that_keeps_failing_goes_to_the_dead_letter_subject_and_the_rest_flows(
+        self, nats_harness: NatsHarness, migrated: Database, clock: FakeClock
+    ) -> None:
+        harness = nats_harness
+        consumer = RecordingConsumer(fail_on="2")
+        harness.bus.subscribe(consumer)
+        _publish(migrated, clock, "1", "2", "3")
+
+        _eventually(lambda: harness.drain() >= 0 and harness.bus.dead_letters() == 1)
+        assert _effects(migrated) == ["1", "3"]
+        rendered = harness.metrics.render().decode()
+        assert 'tipwise_events_dead_lettered_total{consumer="recorder"} 1.0' in rendered
+        # two failed deliveries went back to the bus before the third went to the dead letters
+        assert 'tipwise_events_redelivered_total{consumer="recorder"} 2.0' in rendered
+
+        _publish(migrated, clock, "4")
+        assert harness.drain() == 1
+        assert _effects(migrated) == ["1", "3", "4"]
+
+
+class _noop:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _eventually(condition: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
