@@ -9,7 +9,7 @@ from typing import Literal
 
 from tipwise import migrations
 from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
-from tipwise.auth import AuthFacade, AuthSettings
+from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
 from tipwise.events import EmbeddedBus, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import Clock, SystemClock
@@ -92,6 +92,7 @@ def build(
     clock: Clock | None = None,
     seeds: Callable[[], int] = random_seed,
     auth_settings: AuthSettings | None = None,
+    oidc_settings: OidcSettings | None = None,
     policy_settings: PolicySettings | None = None,
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
@@ -116,7 +117,13 @@ def build(
         db=db, library=load_library(settings.advice_library or DEFAULT_LIBRARY), clock=clock
     )
     secret_key = settings.resolved_secret_key()
-    auth = AuthFacade.create(db=db, settings=auth_settings, secret_key=secret_key, clock=clock)
+    auth = AuthFacade.create(
+        db=db,
+        settings=auth_settings,
+        secret_key=secret_key,
+        clock=clock,
+        oidc=OidcProviders.from_settings(oidc_settings or OidcSettings(), clock=clock),
+    )
     profile = ProfileFacade(db=db, clock=clock)
 
     def observe_feedback_latency(learned_until: datetime) -> None:

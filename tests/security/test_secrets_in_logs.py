@@ -31,6 +31,9 @@ def captured_logs() -> Iterator[io.StringIO]:
     saved_structlog = structlog.get_config()
     stream = io.StringIO()
     configure_logging(level="DEBUG", fmt="json", stream=stream)
+    # Module loggers must not stay bound to this configuration after the test (structlog's
+    # `capture_logs` in other tests relies on loggers that are not cached).
+    structlog.configure(cache_logger_on_first_use=False)
     try:
         yield stream
     finally:

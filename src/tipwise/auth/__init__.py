@@ -1,4 +1,4 @@
-"""Auth: local accounts, password hashing, server-side sessions, bearer access tokens, refresh tokens."""
+"""Auth: local accounts, server-side sessions, bearer access tokens, refresh tokens, OIDC sign-in."""
 
 from tipwise.auth.contracts import (
     Account,
@@ -11,6 +11,8 @@ from tipwise.auth.contracts import (
 )
 from tipwise.auth.endpoints import PUBLIC_ROUTES, build_router, client_of, principal_dependency
 from tipwise.auth.facade import AuthFacade
+from tipwise.auth.oidc import OidcLoginFailed, OidcProviderInfo, OidcProviders, OidcStart
+from tipwise.auth.oidc_settings import OidcProviderConfig, OidcSettings
 from tipwise.auth.settings import AuthSettings
 
 __all__ = [
@@ -20,6 +22,12 @@ __all__ = [
     "AuthSettings",
     "IssuedTokens",
     "LoginMethod",
+    "OidcLoginFailed",
+    "OidcProviderConfig",
+    "OidcProviderInfo",
+    "OidcProviders",
+    "OidcSettings",
+    "OidcStart",
     "Principal",
     "RegisterRequest",
     "Role",

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from argon2 import PasswordHasher
 
+from tipwise.auth import oidc_service
 from tipwise.auth.contracts import Account, IssuedTokens, LoginMethod, Principal, Role, SessionInfo
+from tipwise.auth.oidc import (
+    OidcLoginFailed,
+    OidcProvider,
+    OidcProviderInfo,
+    OidcProviders,
+    OidcStart,
+    apple_user_name,
+    new_secret,
+)
 from tipwise.auth.service import (
     AccountService,
     Live,
@@ -46,6 +58,7 @@ class AuthFacade:
         throttle: LoginThrottle,
         cache: SessionCache,
         clock: Clock,
+        oidc: OidcProviders | None = None,
     ) -> None:
         self._db = db
         self._accounts = accounts
@@ -54,10 +67,19 @@ class AuthFacade:
         self._throttle = throttle
         self._cache = cache
         self._clock = clock
+        self._oidc = oidc
         self._purged_at: datetime | None = None
 
     @classmethod
-    def create(cls, *, db: Database, settings: AuthSettings, secret_key: str, clock: Clock) -> AuthFacade:
+    def create(
+        cls,
+        *,
+        db: Database,
+        settings: AuthSettings,
+        secret_key: str,
+        clock: Clock,
+        oidc: OidcProviders | None = None,
+    ) -> AuthFacade:
         """Wire the auth module from its settings."""
         hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_cost_kib)
         return cls(
@@ -72,6 +94,7 @@ class AuthFacade:
             ),
             cache=SessionCache(ttl=timedelta(seconds=settings.session_check_cache_seconds)),
             clock=clock,
+            oidc=oidc,
         )
 
     @property
@@ -259,3 +282,102 @@ class AuthFacade:
         if deleted:
             log.info("auth_purged", rows=deleted)
         return 0
+
+    # -- OIDC login -----------------------------------------------------------------------------
+
+    def oidc_providers(self) -> list[OidcProviderInfo]:
+        """Return the OIDC providers people may sign in with, in configuration order."""
+        return [OidcProviderInfo(name=p.name, title=p.title) for p in (self._oidc or [])]
+
+    @property
+    def oidc_public_base_url(self) -> str | None:
+        """Return the configured public origin for callback URLs, or None to take it from the request."""
+        return self._oidc.public_base_url if self._oidc else None
+
+    def begin_oidc_login(self, *, provider: str, redirect_uri: str) -> OidcStart:
+        """Start a sign-in at `provider`: remember state, nonce and PKCE verifier; return where to go."""
+        oidc = self._provider(provider)
+        state, nonce, verifier = new_secret(), new_secret(), new_secret()
+        try:
+            url = oidc.authorization_url(redirect_uri=redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
+        except OidcLoginFailed as exc:
+            log.warning("oidc_login_refused", provider=provider, reason=exc.reason, detail=exc.detail)
+            raise
+        ttl = self._oidc.login_ttl if self._oidc else None
+        if ttl is None:
+            raise NotFound(f"no sign-in provider named {provider!r} is configured")
+        now = self._clock.now()
+        with self._db.write() as session:
+            oidc_service.start_login(
+                session, provider=provider, state=state, nonce=nonce, code_verifier=verifier, now=now, ttl=ttl
+            )
+        form_post = oidc.config.response_mode == "form_post"
+        return OidcStart(url=url, state=state, form_post=form_post, ttl_seconds=int(ttl.total_seconds()))
+
+    def sign_in_with_oidc(
+        self, *, provider: str, params: Mapping[str, str], browser_state: str | None, redirect_uri: str
+    ) -> Account:
+        """Finish a sign-in from the provider's answer; return the account to sign in, as `authenticate` does.
+
+        `params` are the callback's query or form fields; `browser_state` is the state this browser kept
+        when it started. Raises `OidcLoginFailed` (with a `reason`) for anything wrong, logged, token never.
+        """
+        oidc = self._provider(provider)
+        try:
+            linked = self._finish_oidc_login(
+                oidc, params=params, browser_state=browser_state, redirect_uri=redirect_uri
+            )
+        except OidcLoginFailed as exc:
+            log.warning("oidc_login_refused", provider=provider, reason=exc.reason, detail=exc.detail)
+            raise
+        log.info("oidc_login", provider=provider, account=str(linked.account.id), how=linked.how)
+        return linked.account
+
+    def _finish_oidc_login(
+        self, oidc: OidcProvider, *, params: Mapping[str, str], browser_state: str | None, redirect_uri: str
+    ) -> oidc_service.LinkedAccount:
+        state = params.get("state")
+        error = params.get("error")
+        pending: oidc_service.PendingLogin | None = None
+        if state:
+            with self._db.write() as session:
+                try:
+                    pending = oidc_service.take_login(session, provider=oidc.name, state=state, now=self._clock.now())
+                except OidcLoginFailed:
+                    if not error:
+                        raise
+        if error:
+            description = params.get("error_description")
+            raise OidcLoginFailed(
+                f"{oidc.title} did not sign you in: {error}" + (f" ({description})" if description else ""),
+                reason="provider_error",
+            )
+        if not state or pending is None:
+            raise OidcLoginFailed(
+                f"the answer from {oidc.title} carries no state; start signing in again", reason="state_missing"
+            )
+        # The state must come back to the browser that started the sign-in, or this is login CSRF.
+        if browser_state is None or not secrets.compare_digest(browser_state.encode(), state.encode()):
+            raise OidcLoginFailed(
+                "this sign-in was started in another browser (or its cookie was lost); start signing in again",
+                reason="browser_mismatch",
+            )
+        code = params.get("code")
+        if not code:
+            raise OidcLoginFailed(f"the answer from {oidc.title} carries no code", reason="code_missing")
+        id_token = oidc.exchange_code(code=code, redirect_uri=redirect_uri, code_verifier=pending.code_verifier)
+        identity = oidc.validate_id_token(id_token, nonce=pending.nonce)
+        with self._db.write() as session:
+            return oidc_service.link_account(
+                session,
+                identity=identity,
+                provider_title=oidc.title,
+                display_name=apple_user_name(params.get("user")),
+                now=self._clock.now(),
+            )
+
+    def _provider(self, name: str) -> OidcProvider:
+        found = self._oidc.get(name) if self._oidc else None
+        if found is None:
+            raise NotFound(f"no sign-in provider named {name!r} is configured")
+        return found

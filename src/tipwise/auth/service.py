@@ -57,11 +57,13 @@ class AccountService:
 
     def authenticate(self, session: ReadSession, *, email: str, password: str) -> Account:
         row = repository.by_email(session, normalize_email(email))
+        stored = row.password_hash if row else None
         try:
-            self._hasher.verify(row.password_hash if row else self._dummy_hash, password)
+            # An unknown account, or one made through an OIDC provider, costs the same time as a wrong password.
+            self._hasher.verify(stored or self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             row = None
-        if row is None:
+        if row is None or stored is None:
             raise Unauthorized("email or password is wrong")
         return _account(row)
 

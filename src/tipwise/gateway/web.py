@@ -4,6 +4,8 @@ Pages are rendered on the server; htmx swaps the tip card in place. A signed
 cookie carries the id of a server-side session (the same kind the API's tokens
 belong to), so the browser shows up under "sessions" and revoking it signs the
 browser out. Every form and htmx request carries a CSRF token bound to the cookie.
+People sign in with a password or through an OIDC provider
+(`/auth/oidc/{provider}/login` and `.../callback`); both start a server-side session.
 """
 
 import contextlib
@@ -21,7 +23,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
-from tipwise.auth import AuthFacade, IssuedTokens, LoginMethod, Principal, RegisterRequest, Role, client_of
+from tipwise.auth import (
+    AuthFacade,
+    IssuedTokens,
+    LoginMethod,
+    OidcStart,
+    Principal,
+    RegisterRequest,
+    Role,
+    client_of,
+)
 from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.errors import Conflict, NotFound, TipwiseError, TooManyRequests, Unauthorized
 from tipwise.profile import PreferencesPatch, ProfileFacade, validate_timezone
@@ -31,6 +42,9 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "tipwise_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+# Binds a started OIDC sign-in to the browser that started it; holds the `state` sent to the provider.
+OIDC_STATE_COOKIE = "tipwise_oidc_state"
+OIDC_COOKIE_PATH = "/auth/oidc/"
 REACTION_LABELS = {
     Reaction.DONE: "Done",
     Reaction.SNOOZE: "Snooze",
@@ -133,6 +147,7 @@ def mount(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     visitor = Visitor(auth)
     app.include_router(_router(auth=auth, profile=profile, recommender=recommender, visitor=visitor))
+    app.include_router(_oidc_router(auth=auth))
     app.include_router(_sessions_router(auth=auth, visitor=visitor))
     app.include_router(_operations_router(operations=operations, visitor=visitor))
 
@@ -183,7 +198,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
     @router.get("/signin")
     def signin_page(request: Request) -> HTMLResponse:
         visitor(request)
-        return _render(request, "signin.html", email="", error=None)
+        return _render(request, "signin.html", email="", error=None, providers=auth.oidc_providers())
 
     @router.post("/signin", response_model=None)
     async def signin(request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
@@ -193,9 +208,9 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         try:
             issued = await run_in_threadpool(auth.login, email=email, password=password, user_agent=user_agent, ip=ip)
         except Unauthorized as exc:
-            return _render(request, "signin.html", 401, email=email, error=exc.detail)
+            return _render(request, "signin.html", 401, email=email, error=exc.detail, providers=auth.oidc_providers())
         except TooManyRequests as exc:
-            page = _render(request, "signin.html", 429, email=email, error=exc.detail)
+            page = _render(request, "signin.html", 429, email=email, error=exc.detail, providers=auth.oidc_providers())
             page.headers.update(exc.headers)
             return page
         _start_session(request, issued)
@@ -353,6 +368,74 @@ def _operations_router(*, operations: OperatorView, visitor: Visitor) -> APIRout
         )
 
     return router
+
+
+def _oidc_router(*, auth: AuthFacade) -> APIRouter:
+    """Sign in through an OIDC provider: send the browser there, take its answer back."""
+    router = APIRouter(include_in_schema=False)
+
+    def callback_url(request: Request, provider: str) -> str:
+        base = auth.oidc_public_base_url or str(request.base_url).rstrip("/")
+        return f"{base}/auth/oidc/{provider}/callback"
+
+    def refused(request: Request, exc: TipwiseError) -> Response:
+        response = _render(request, "oidc_error.html", exc.status, message=exc.detail)
+        response.delete_cookie(OIDC_STATE_COOKIE, path=OIDC_COOKIE_PATH)
+        return response
+
+    @router.get("/auth/oidc/{provider}/login", response_model=None)
+    async def oidc_login(request: Request, provider: str) -> Response:
+        try:
+            start = await run_in_threadpool(
+                auth.begin_oidc_login, provider=provider, redirect_uri=callback_url(request, provider)
+            )
+        except TipwiseError as exc:
+            return refused(request, exc)
+        response = RedirectResponse(start.url, status_code=303)
+        public = auth.oidc_public_base_url or ""
+        _set_state_cookie(response, start, secure=request.url.scheme == "https" or public.startswith("https://"))
+        return response
+
+    @router.api_route("/auth/oidc/{provider}/callback", methods=["GET", "POST"], response_model=None)
+    async def oidc_callback(request: Request, provider: str) -> Response:
+        # The state, bound to this browser by its cookie, stands in for the CSRF token here.
+        params = dict(request.query_params)
+        if request.method == "POST":  # response_mode=form_post (Apple)
+            form = await request.form()
+            params.update({key: value for key, value in form.items() if isinstance(value, str)})
+        try:
+            account = await run_in_threadpool(
+                auth.sign_in_with_oidc,
+                provider=provider,
+                params=params,
+                browser_state=request.cookies.get(OIDC_STATE_COOKIE),
+                redirect_uri=callback_url(request, provider),
+            )
+        except TipwiseError as exc:
+            return refused(request, exc)
+        user_agent, ip = client_of(request)
+        issued = await run_in_threadpool(
+            auth.start_session, account.id, method=LoginMethod.OIDC, user_agent=user_agent, ip=ip
+        )
+        _start_session(request, issued)
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(OIDC_STATE_COOKIE, path=OIDC_COOKIE_PATH)
+        return response
+
+    return router
+
+
+def _set_state_cookie(response: Response, start: OidcStart, *, secure: bool) -> None:
+    # A form_post answer is a cross-site POST: only a SameSite=None (so Secure, so https) cookie rides along.
+    response.set_cookie(
+        OIDC_STATE_COOKIE,
+        start.state,
+        max_age=start.ttl_seconds,
+        path=OIDC_COOKIE_PATH,
+        httponly=True,
+        secure=secure,
+        samesite="none" if start.form_post and secure else "lax",
+    )
 
 
 def _start_session(request: Request, issued: IssuedTokens) -> None:
