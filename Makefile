@@ -9,12 +9,24 @@ export TIPWISE_PORT ?= 8000
 # Debian's chromium drives the browser tests; Playwright never downloads its own.
 export TIPWISE_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help up serve migrate test lint typecheck imports pytest openapi lock system-deps bench clean
+# buf (lint and breaking-change checks of the event schemas) comes from npm, pinned, into .tools/.
+BUF_VERSION := 1.75.0
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_STAMP := $(TOOLS)/.buf-$(BUF_VERSION)
+# The last released event schema: `buf breaking` compares the .proto files against it.
+RELEASED_SCHEMA := proto/released/tipwise-events-v1.binpb
+
+.PHONY: help up serve migrate test lint typecheck imports pytest openapi lock system-deps bench clean \
+	tools proto proto-check proto-release
 
 help:
 	@echo "make up       set up and serve Tipwise on http://$(TIPWISE_HOST):$(TIPWISE_PORT)"
-	@echo "make test     set up and run every check (ruff, mypy, import-linter, pytest incl. OpenAPI drift)"
+	@echo "make test     set up and run every check (ruff, mypy, import-linter, buf, pytest incl. OpenAPI drift)"
 	@echo "make openapi  regenerate openapi.json after changing the HTTP API"
+	@echo "make proto    regenerate the Python code of the event schemas in proto/"
+	@echo "make proto-check   buf lint + buf breaking against the last released schema"
+	@echo "make proto-release cut a release: the current schema becomes the baseline of buf breaking"
 	@echo "make bench    run every benchmark (minutes; writes var/bench-*.json and docs/img/*.png)"
 	@echo "make lock     re-resolve the pinned dependency locks"
 
@@ -57,10 +69,29 @@ typecheck: $(DEV_STAMP)
 imports: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(DEV_STAMP) system-deps
+pytest: $(DEV_STAMP) $(BUF_STAMP) system-deps
 	$(BIN)/pytest
 
-test: lint typecheck imports pytest
+test: lint typecheck imports proto-check pytest
+
+$(BUF_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "buf is installed with npm: install Node.js and npm first"; exit 1; }
+	npm install --silent --no-audit --no-fund --no-save --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+	$(BUF) --version
+	@touch $@
+
+tools: $(BUF_STAMP)
+
+proto: $(DEV_STAMP)
+	$(BIN)/python scripts/protogen.py src
+
+proto-check: $(BUF_STAMP)
+	$(BUF) lint
+	$(BUF) breaking --against $(RELEASED_SCHEMA)
+
+proto-release: proto-check
+	$(BUF) build --exclude-source-info -o $(RELEASED_SCHEMA)
+	@echo "wrote $(RELEASED_SCHEMA): commit it with the schema change"
 
 bench: $(DEV_STAMP)
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -79,4 +110,4 @@ lock: $(VENV)/bin/python
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -50,8 +50,10 @@ def _settings(**overrides: Any) -> Settings:
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the database schema to the newest version."""
+    """Create or upgrade the database schema to the newest version, and seed the advice library."""
     from tipwise import migrations
+    from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
+    from tipwise.kernel.clock import SystemClock
     from tipwise.kernel.db import Database
 
     settings = _settings()
@@ -59,10 +61,15 @@ def migrate() -> None:
     try:
         before, heads = migrations.pending(db)
         migrations.upgrade(db)
+        # Seeding here, once, spares the processes of a scaled deployment a race to insert the tips.
+        advice = AdviceFacade.seed_and_load(
+            db=db, library=load_library(settings.advice_library or DEFAULT_LIBRARY), clock=SystemClock()
+        )
     finally:
         db.dispose()
     state = "already current" if before == heads else f"upgraded to {', '.join(sorted(heads))}"
     typer.echo(f"database {db.read_engine.url.render_as_string(hide_password=True)}: {state}")
+    typer.echo(f"advice library: {len(advice.active())} tips")
 
 
 @app.command()
@@ -120,9 +127,6 @@ def _up_scaled(*, host: str | None, port: int | None, scorer: int, relay: int, l
     if settings.database_url is None or settings.sqlalchemy_url.startswith("sqlite"):
         fail("--scaled needs TIPWISE_DATABASE_URL=postgresql+psycopg://... (processes share one database)")
     migrate()
-    # Seeds the advice library and checks the schema once, before the processes start.
-    with command_container(settings):
-        pass
     ports = Ports(api=settings.port, scorer=scorer, relay=relay, learner=learner)
     commands = scaled_commands(host=settings.host, ports=ports)
     typer.echo(

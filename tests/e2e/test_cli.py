@@ -40,6 +40,7 @@ class TestCommandLine:
         migrated = runner.invoke(app, ["migrate"], env=env)
         assert migrated.exit_code == 0, migrated.output
         assert "upgraded to" in migrated.output
+        assert "advice library: 90 tips" in migrated.output
         assert "already current" in runner.invoke(app, ["migrate"], env=env).output
         replayed = runner.invoke(app, ["replay"], env=env)
         assert replayed.exit_code == 0, replayed.output

@@ -281,12 +281,13 @@ def learner_throughput(*, rewards: int) -> list[Result]:
                             reaction = FeedbackReaction(
                                 tip_instance_id=instance, user_id=user, reaction=reactions[n % 4], reacted_at=now
                             )
-                            for kind, data in (
-                                (events.TIP_DECIDED, decided.to_data()),
-                                (events.FEEDBACK_REACTION, reaction.to_data()),
+                            for kind, message in (
+                                (events.TIP_DECIDED, decided.to_message()),
+                                (events.FEEDBACK_REACTION, reaction.to_message()),
                             ):
                                 events.publish(
-                                    session, events.Event.create(type=kind, subject=str(user), time=now, data=data)
+                                    session,
+                                    events.Event.create(type=kind, subject=str(user), time=now, message=message),
                                 )
                     container.bus.relay()
                     bar.advance(task, min(1000, rewards - start))

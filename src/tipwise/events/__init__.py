@@ -1,5 +1,6 @@
-"""Events: the outbox, the durable log, the bus port and its embedded adapter."""
+"""Events: the outbox, the durable log, the bus port and its embedded adapter, the Protobuf payloads."""
 
+from tipwise.events import messages
 from tipwise.events.bus import EmbeddedBus, EventBus, Lag, publish
 from tipwise.events.contracts import (
     CONSENT_CHANGED,
@@ -11,7 +12,10 @@ from tipwise.events.contracts import (
     USER_DELETED,
     Consumer,
     Event,
+    UnknownEventType,
+    payload_type,
 )
+from tipwise.events.payloads import PayloadError, from_timestamp, to_timestamp
 from tipwise.events.worker import Worker
 
 __all__ = [
@@ -27,6 +31,12 @@ __all__ = [
     "Event",
     "EventBus",
     "Lag",
+    "PayloadError",
+    "UnknownEventType",
     "Worker",
+    "from_timestamp",
+    "messages",
+    "payload_type",
     "publish",
+    "to_timestamp",
 ]

@@ -1,15 +1,17 @@
-"""The event envelope and the event types Tipwise publishes."""
+"""The event envelope and the event types Tipwise publishes, each with its Protobuf payload message."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 from uuid import UUID
 
-import orjson
+from google.protobuf.message import DecodeError, Message
 
+from tipwise.events import messages, payloads
 from tipwise.kernel.db import WriteSession
 from tipwise.kernel.ids import new_id
 
@@ -22,13 +24,47 @@ USER_DELETED = "user.deleted"
 # Published by the learner when a decision got no reaction within the reward wait.
 REWARD_DEFAULTED = "reward.defaulted"
 
+# The payload message of every event type (proto/tipwise/events/v1). A new event type needs a
+# message there and an entry here.
+PAYLOAD_TYPES: Mapping[str, type[Message]] = {
+    SIGNAL_RECEIVED: messages.SignalReceived,
+    TIP_DECIDED: messages.TipDecided,
+    TIP_DELIVERED: messages.TipDelivered,
+    FEEDBACK_REACTION: messages.FeedbackReaction,
+    CONSENT_CHANGED: messages.ConsentChanged,
+    USER_DELETED: messages.UserDeleted,
+    REWARD_DEFAULTED: messages.RewardDefaulted,
+}
+
+M = TypeVar("M", bound=Message)
+
+
+class UnknownEventType(ValueError):
+    """An event type with no payload message in `PAYLOAD_TYPES`."""
+
+    def __init__(self, type: str) -> None:
+        super().__init__(
+            f"unknown event type {type!r}; known: {', '.join(sorted(PAYLOAD_TYPES))} "
+            "(a new type needs a message in proto/tipwise/events/v1 and an entry in PAYLOAD_TYPES)"
+        )
+
+
+def payload_type(type: str) -> type[Message]:
+    """Return the payload message class of event type `type`; raises UnknownEventType."""
+    try:
+        return PAYLOAD_TYPES[type]
+    except KeyError:
+        raise UnknownEventType(type) from None
+
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """An envelope: who it is about (`subject`), what happened (`type`), and the payload bytes.
 
-    Payloads are JSON today; the envelope keeps them as bytes so a Protobuf
-    encoding can replace JSON without changing the log or the bus.
+    The payload is the serialized Protobuf message of the event's type
+    (`PAYLOAD_TYPES`). The outbox and the log store the envelope's fields as
+    columns; `to_envelope` gives the same fields and payload as one
+    `tipwise.events.v1.Envelope`, the bytes a network bus carries.
     """
 
     id: UUID
@@ -37,19 +73,106 @@ class Event:
     time: datetime
     schema_version: int
     payload: bytes
+    trace_id: str = ""
 
     @classmethod
-    def create(cls, *, type: str, subject: str, time: datetime, data: dict[str, Any], schema_version: int = 1) -> Event:
-        """Return a new event with a fresh id and `data` encoded as the payload."""
+    def create(
+        cls,
+        *,
+        type: str,
+        subject: str,
+        time: datetime,
+        data: Mapping[str, Any] | None = None,
+        message: Message | None = None,
+        schema_version: int = 1,
+        trace_id: str = "",
+    ) -> Event:
+        """Return a new event with a fresh id; the payload is `message`, or `data` converted to the type's message.
+
+        Raises UnknownEventType for a type without a payload message, and
+        `payloads.PayloadError` (a ValueError) naming the field when `data`
+        does not fit the message.
+        """
         if time.tzinfo is None:
             raise ValueError("event time must be timezone-aware")
-        encoded = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
-        return cls(id=new_id(), type=type, subject=subject, time=time, schema_version=schema_version, payload=encoded)
+        expected = payload_type(type)
+        if (data is None) == (message is None):
+            raise TypeError("pass exactly one of data= and message=")
+        if message is None:
+            message = payloads.from_dict(expected(), data or {})
+        elif not isinstance(message, expected):
+            raise TypeError(
+                f"a {type!r} event carries {expected.DESCRIPTOR.full_name}, not {message.DESCRIPTOR.full_name}"
+            )
+        return cls(
+            id=new_id(),
+            type=type,
+            subject=subject,
+            time=time,
+            schema_version=schema_version,
+            # Deterministic: map entries in key order, so equal payloads are equal bytes.
+            payload=message.SerializeToString(deterministic=True),
+            trace_id=trace_id,
+        )
+
+    @overload
+    def message(self) -> Message: ...
+
+    @overload
+    def message(self, expected: builtins.type[M]) -> M: ...
+
+    def message(self, expected: builtins.type[Message] | None = None) -> Message:
+        """Return the decoded payload message; with `expected`, check the event carries that message type."""
+        actual = payload_type(self.type)
+        if expected is not None and expected is not actual:
+            raise TypeError(
+                f"a {self.type!r} event carries {actual.DESCRIPTOR.full_name}, not {expected.DESCRIPTOR.full_name}"
+            )
+        return actual.FromString(self.payload)
 
     def data(self) -> dict[str, Any]:
-        """Return the decoded payload."""
-        decoded: dict[str, Any] = orjson.loads(self.payload)
-        return decoded
+        """Return the decoded payload as a dict (see `tipwise.events.payloads` for its form)."""
+        return payloads.to_dict(self.message())
+
+    def to_envelope(self) -> bytes:
+        """Return the event as a serialized `tipwise.events.v1.Envelope`."""
+        envelope = messages.Envelope(
+            id=str(self.id),
+            type=self.type,
+            subject=self.subject,
+            time=payloads.to_timestamp(self.time),
+            schema_version=self.schema_version,
+            trace_id=self.trace_id,
+            payload=self.payload,
+        )
+        return envelope.SerializeToString(deterministic=True)
+
+    @classmethod
+    def from_envelope(cls, raw: bytes) -> Event:
+        """Return the event of a serialized `Envelope`; raises ValueError when `raw` is not one.
+
+        An unknown type is accepted here (a newer producer may publish it);
+        reading its payload raises UnknownEventType.
+        """
+        try:
+            envelope = messages.Envelope.FromString(raw)
+        except DecodeError as exc:
+            raise ValueError(f"not an event envelope: {exc}") from None
+        if not envelope.type or not envelope.HasField("time"):
+            raise ValueError("not an event envelope: it has no type or no time")
+        try:
+            event_id = UUID(envelope.id)
+        except ValueError:
+            raise ValueError(f"not an event envelope: id {envelope.id!r} is not a UUID") from None
+        return cls(
+            id=event_id,
+            type=envelope.type,
+            subject=envelope.subject,
+            time=payloads.from_timestamp(envelope.time),
+            schema_version=envelope.schema_version,
+            payload=envelope.payload,
+            trace_id=envelope.trace_id,
+        )
 
 
 class Consumer(Protocol):

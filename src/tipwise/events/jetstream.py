@@ -7,7 +7,9 @@ stream, which keeps them in publish order. Each consumer gets a durable pull con
 it needs, acknowledges explicitly after its transaction commits, and records tracking rows in that
 transaction, so a redelivery (a crash between commit and ack) is recognised and skipped.
 
-The relay publishes committed outbox rows with `Nats-Msg-Id` set to the event id: if it crashes
+Each message carries the event's Protobuf envelope (`Event.to_envelope()`), the same bytes the
+embedded log keeps, so a log moves between topologies unchanged. The relay publishes committed
+outbox rows with `Nats-Msg-Id` set to the event id: if it crashes
 between publishing and marking the rows sent, the re-publish falls in JetStream's duplicate window
 and is dropped. A consumer that fails on an event gets it back later (`nak` with a growing delay);
 after `max_attempts` deliveries the event goes to the dead-letter subject
@@ -27,9 +29,7 @@ import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
-from uuid import UUID
 
 import nats
 from nats.aio.client import Client
@@ -69,10 +69,6 @@ FAMILIES: dict[str, frozenset[str]] = {
 # Types no family names (a module's new event) travel on this one until they are given a family.
 OTHER = "other"
 _FAMILY_OF = {event_type: family for family, types in FAMILIES.items() for event_type in types}
-_HEADER_TYPE = "Tipwise-Type"
-_HEADER_SUBJECT = "Tipwise-Subject"
-_HEADER_TIME = "Tipwise-Time"
-_HEADER_SCHEMA = "Tipwise-Schema-Version"
 _HEADER_ERROR = "Tipwise-Error"
 _HEADER_ATTEMPTS = "Tipwise-Attempts"
 
@@ -122,27 +118,12 @@ class NatsSettings:
 
 
 def encode(event: Event) -> tuple[bytes, dict[str, str]]:
-    """Return the message data and headers that carry `event`."""
-    headers = {
-        "Nats-Msg-Id": str(event.id),
-        _HEADER_TYPE: event.type,
-        _HEADER_SUBJECT: event.subject,
-        _HEADER_TIME: event.time.isoformat(),
-        _HEADER_SCHEMA: str(event.schema_version),
-    }
-    return event.payload, headers
+    """Return the message data (the Protobuf envelope, as the embedded log keeps it) and headers."""
+    return event.to_envelope(), {"Nats-Msg-Id": str(event.id)}
 
 
 def decode(msg: Msg) -> Event:
-    headers = msg.headers or {}
-    return Event(
-        id=UUID(headers["Nats-Msg-Id"]),
-        type=headers[_HEADER_TYPE],
-        subject=headers[_HEADER_SUBJECT],
-        time=datetime.fromisoformat(headers[_HEADER_TIME]),
-        schema_version=int(headers[_HEADER_SCHEMA]),
-        payload=msg.data,
-    )
+    return Event.from_envelope(msg.data)
 
 
 class _Loop:

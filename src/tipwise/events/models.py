@@ -23,6 +23,7 @@ class OutboxRow(Base):
     subject: Mapped[str] = mapped_column(String(64))
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     schema_version: Mapped[int]
+    trace_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
@@ -38,6 +39,7 @@ class LogRow(Base):
     subject: Mapped[str] = mapped_column(String(64), index=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     schema_version: Mapped[int]
+    trace_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     appended_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -25,6 +25,7 @@ def append_outbox(session: Session, event: Event) -> None:
             "subject": event.subject,
             "time": event.time,
             "schema_version": event.schema_version,
+            "trace_id": event.trace_id,
             "payload": event.payload,
         },
     )
@@ -69,6 +70,7 @@ def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> 
                 subject=row.subject,
                 time=row.time,
                 schema_version=row.schema_version,
+                trace_id=row.trace_id,
                 payload=row.payload,
                 appended_at=at,
             )
@@ -129,4 +131,5 @@ def _to_event(row: LogRow | OutboxRow) -> Event:
         time=row.time,
         schema_version=row.schema_version,
         payload=row.payload,
+        trace_id=row.trace_id,
     )

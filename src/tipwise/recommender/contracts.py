@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tipwise import events
 from tipwise.advice import Category, Effort, Tip
 from tipwise.recommender.domain.reactions import Reaction
 
@@ -59,6 +61,37 @@ class TipDecided:
             decided_at=datetime.fromisoformat(data["decided_at"]),
         )
 
+    def to_message(self) -> events.messages.TipDecided:
+        message = events.messages.TipDecided(
+            tip_instance_id=str(self.tip_instance_id),
+            user_id=str(self.user_id),
+            tip_id=self.tip_id,
+            policy=self.policy,
+            model_version=self.model_version,
+            feature_spec=self.feature_spec,
+            propensity=self.propensity,
+            decided_at=events.to_timestamp(self.decided_at),
+        )
+        # update() fills a map faster than the constructor does (this is on the decision path).
+        message.shared.update(self.shared)
+        message.action.update(self.action)
+        return message
+
+    @classmethod
+    def from_message(cls, message: events.messages.TipDecided) -> TipDecided:
+        return cls(
+            tip_instance_id=UUID(message.tip_instance_id),
+            user_id=UUID(message.user_id),
+            tip_id=message.tip_id,
+            policy=message.policy,
+            model_version=message.model_version,
+            feature_spec=message.feature_spec,
+            shared=_features(message.shared),
+            action=_features(message.action),
+            propensity=message.propensity,
+            decided_at=events.from_timestamp(message.decided_at),
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class FeedbackReaction:
@@ -85,6 +118,41 @@ class FeedbackReaction:
             reaction=Reaction(data["reaction"]),
             reacted_at=datetime.fromisoformat(data["reacted_at"]),
         )
+
+    def to_message(self) -> events.messages.FeedbackReaction:
+        return events.messages.FeedbackReaction(
+            tip_instance_id=str(self.tip_instance_id),
+            user_id=str(self.user_id),
+            reaction=_REACTION_NUMBERS[self.reaction],
+            reacted_at=events.to_timestamp(self.reacted_at),
+        )
+
+    @classmethod
+    def from_message(cls, message: events.messages.FeedbackReaction) -> FeedbackReaction:
+        return cls(
+            tip_instance_id=UUID(message.tip_instance_id),
+            user_id=UUID(message.user_id),
+            reaction=_reaction(message.reaction),
+            reacted_at=events.from_timestamp(message.reacted_at),
+        )
+
+
+def _features(features: Mapping[str, float]) -> dict[str, float]:
+    # In key order, as the JSON payloads had them: learning sums features in this order. (Iterating
+    # the keys of a Protobuf map is much faster than its items().)
+    return {name: features[name] for name in sorted(features)}
+
+
+# Reaction.NOT_FOR_ME <-> REACTION_NOT_FOR_ME in proto/tipwise/events/v1/feedback_reaction.proto.
+_REACTION_NUMBERS = {reaction: events.messages.Reaction.Value(f"REACTION_{reaction.name}") for reaction in Reaction}
+_REACTIONS = {number: reaction for reaction, number in _REACTION_NUMBERS.items()}
+
+
+def _reaction(number: events.messages.Reaction.ValueType) -> Reaction:
+    try:
+        return _REACTIONS[number]
+    except KeyError:
+        raise ValueError(f"feedback.reaction carries no known reaction (enum value {number})") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -134,7 +134,9 @@ class DecisionService:
         )
         events.publish(
             session,
-            events.Event.create(type=events.TIP_DECIDED, subject=str(plan.user_id), time=now, data=payload.to_data()),
+            events.Event.create(
+                type=events.TIP_DECIDED, subject=str(plan.user_id), time=now, message=payload.to_message()
+            ),
         )
         return NextTipOut(
             tip_instance_id=instance_id,
@@ -209,7 +211,9 @@ def record_feedback(session: WriteSession, *, user_id: UUID, request: FeedbackRe
     payload = FeedbackReaction(tip_instance_id=instance.id, user_id=user_id, reaction=request.reaction, reacted_at=now)
     events.publish(
         session,
-        events.Event.create(type=events.FEEDBACK_REACTION, subject=str(user_id), time=now, data=payload.to_data()),
+        events.Event.create(
+            type=events.FEEDBACK_REACTION, subject=str(user_id), time=now, message=payload.to_message()
+        ),
     )
     return _feedback_out(row)
 

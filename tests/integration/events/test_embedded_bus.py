@@ -28,11 +28,11 @@ class RecordingConsumer:
         for event in batch:
             session.execute(
                 text("INSERT INTO events_consumer_position (consumer, position) VALUES (:c, 0)"),
-                {"c": f"effect:{event.data()['n']}"},
+                {"c": f"effect:{event.data()['tip_id']}"},
             )
-            if self.fail_on == event.data()["n"]:
+            if self.fail_on == event.data()["tip_id"]:
                 raise RuntimeError("consumer failed")
-            self.seen.append(event.data()["n"])
+            self.seen.append(event.data()["tip_id"])
 
     def committed(self) -> None:
         self.committed_batches += 1
@@ -41,10 +41,12 @@ class RecordingConsumer:
         self.aborted_batches += 1
 
 
-def _publish(db: Database, clock: FakeClock, *ns: str, type: str = events.TIP_DECIDED) -> None:
+def _publish(db: Database, clock: FakeClock, *ns: str) -> None:
+    """Publish one `tip.decided` per name in `ns`, carrying it as `tip_id`."""
     with db.write() as session:
         for n in ns:
-            events.publish(session, events.Event.create(type=type, subject="user-1", time=clock.now(), data={"n": n}))
+            event = events.Event.create(type=events.TIP_DECIDED, subject="user-1", time=clock.now(), data={"tip_id": n})
+            events.publish(session, event)
 
 
 def _effects(db: Database) -> list[str]:
@@ -67,7 +69,12 @@ class TestEmbeddedBus:
         consumer = RecordingConsumer()
         bus.subscribe(consumer)
         _publish(migrated, clock, "a", "b", "c")
-        _publish(migrated, clock, "x", type=events.FEEDBACK_REACTION)
+        with migrated.write() as session:
+            reaction = {"reaction": "done", "reacted_at": clock.now()}
+            events.publish(
+                session,
+                events.Event.create(type=events.FEEDBACK_REACTION, subject="user-1", time=clock.now(), data=reaction),
+            )
 
         assert bus.relay() == 4
         assert bus.dispatch() == 3
@@ -130,7 +137,7 @@ class TestEmbeddedBus:
         bus.relay()
         bus.dispatch()
         late = RecordingConsumer(name="late", event_types=frozenset({events.TIP_DECIDED}))
-        late.apply = lambda session, batch: late.seen.extend(e.data()["n"] for e in batch)  # type: ignore[method-assign]
+        late.apply = lambda session, batch: late.seen.extend(e.data()["tip_id"] for e in batch)  # type: ignore[method-assign]
         bus.subscribe(late)
         assert bus.dispatch() == 1
         assert late.seen == ["a"]
@@ -145,5 +152,23 @@ class TestEmbeddedBus:
     ) -> None:
         _publish(migrated, clock, "a", "b")
         bus.relay()
-        assert [e.data()["n"] for e in bus.events_about("user-1")] == ["a", "b"]
+        assert [e.data()["tip_id"] for e in bus.events_about("user-1")] == ["a", "b"]
         assert bus.events_about("someone-else") == []
+
+    def test_the_log_keeps_the_payload_bytes_and_trace_id_the_envelope_carries(
+        self, bus: events.EmbeddedBus, migrated: Database, clock: FakeClock
+    ) -> None:
+        published = events.Event.create(
+            type=events.TIP_DELIVERED,
+            subject="user-1",
+            time=clock.now(),
+            data={"channel": "email", "delivered_at": clock.now()},
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+        )
+        with migrated.write() as session:
+            events.publish(session, published)
+        bus.relay()
+        [logged] = bus.events_about("user-1")
+        assert logged == published
+        assert logged.to_envelope() == published.to_envelope()
+        assert events.Event.from_envelope(logged.to_envelope()).trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -89,9 +89,8 @@ def join(
     """Turn events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
     outcome = Outcome()
     for event in batch:
-        data = event.data()
         if event.type == events.TIP_DECIDED:
-            decided = TipDecided.from_data(data)
+            decided = TipDecided.from_message(event.message(events.messages.TipDecided))
             remember(
                 Pending(
                     tip_instance_id=decided.tip_instance_id,
@@ -102,7 +101,7 @@ def join(
                 )
             )
         elif event.type == events.FEEDBACK_REACTION:
-            reaction = FeedbackReaction.from_data(data)
+            reaction = FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
             pending = take(reaction.tip_instance_id)
             if pending is None:
                 outcome.late += 1
@@ -111,7 +110,7 @@ def join(
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
         elif event.type == events.REWARD_DEFAULTED:
-            pending = take(UUID(data["tip_instance_id"]))
+            pending = take(UUID(event.message(events.messages.RewardDefaulted).tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
                 outcome.examples.append(_example(pending, rewards.default))
                 outcome.timeouts += 1
@@ -119,7 +118,12 @@ def join(
 
 
 def _instance_id(event: events.Event) -> UUID:
-    return UUID(event.data()["tip_instance_id"])
+    message = event.message()
+    if not isinstance(
+        message, events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
+    ):
+        raise TypeError(f"the learner does not learn from {event.type!r} events")
+    return UUID(message.tip_instance_id)
 
 
 def _example(pending: Pending, reward: float) -> LoggedReward:
@@ -284,7 +288,7 @@ class Learner:
                         type=events.REWARD_DEFAULTED,
                         subject="system:learner",
                         time=moment,
-                        data={"tip_instance_id": str(tip_instance_id)},
+                        message=events.messages.RewardDefaulted(tip_instance_id=str(tip_instance_id)),
                     ),
                 )
         return len(expired)
