@@ -31,7 +31,7 @@ def principal_dependency(facade: AuthFacade) -> Callable[[str | None], Principal
 
 
 def client_of(request: Request) -> tuple[str | None, str | None]:
-    """Return the client's user agent and IP address (the peer's: run uvicorn with --proxy-headers behind a proxy)."""
+    """Return the client's user agent and IP address (uvicorn takes it from X-Forwarded-For for FORWARDED_ALLOW_IPS)."""
     return request.headers.get("user-agent"), request.client.host if request.client else None
 
 
