@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.e2e.helpers import sign_up
+from tipwise.advice import Category
 from tipwise.app import create_app
 from tipwise.bootstrap import Container
 from tipwise.events.models import OutboxRow
@@ -85,7 +86,8 @@ class TestTipJourney:
             assert row.probabilities[row.tip_id] == pytest.approx(row.propensity)
             assert {s["policy"] for s in row.shadows} == {"epsilon_greedy", "random"}
             outbox = [row.type for row in session.scalars(select(OutboxRow))]
-        assert outbox == ["tip.decided"]
+        # The six consents granted at sign-up, then the decision.
+        assert outbox == [*["consent.changed"] * 6, "tip.decided"]
 
     def test_explore_false_is_honoured_and_logged(self, client: TestClient) -> None:
         headers = sign_up(client, "edsger@example.com")
@@ -259,9 +261,14 @@ class TestAccess:
 class TestPreferences:
     def test_defaults_then_patch_then_read_back(self, client: TestClient) -> None:
         headers = sign_up(client, "prefs@example.com")
+        in_app_everywhere = {category.value: ["in_app"] for category in Category}
         assert client.get("/v1/me/preferences", headers=headers).json() == {
             "timezone": "UTC",
             "muted_categories": [],
+            "active_hours": {},
+            "quiet_hours": None,
+            "frequency_cap_per_day": None,
+            "channels": in_app_everywhere,
         }
         patched = client.patch(
             "/v1/me/preferences", headers=headers, json={"timezone": "Europe/Paris", "muted_categories": ["finance"]}
@@ -270,6 +277,10 @@ class TestPreferences:
         assert client.get("/v1/me/preferences", headers=headers).json() == {
             "timezone": "Europe/Paris",
             "muted_categories": ["finance"],
+            "active_hours": {},
+            "quiet_hours": None,
+            "frequency_cap_per_day": None,
+            "channels": in_app_everywhere,
         }
 
     def test_an_unknown_time_zone_is_a_422_naming_the_field(self, client: TestClient) -> None:

@@ -97,6 +97,14 @@ class TestFirstVisit:
         phone.get_by_label("Password").fill("a long password")
         phone.get_by_role("button", name="Create account").click()
 
+        # Onboarding: the consent screen comes before the first tip, with nothing ticked.
+        expect(phone).to_have_url(f"{base_url}/welcome")
+        personalization = phone.get_by_role("checkbox", name="Personalization")
+        expect(personalization).not_to_be_checked()
+        expect(phone.get_by_role("checkbox", name="Push notifications")).not_to_be_checked()
+        personalization.check()
+        phone.get_by_role("button", name="Continue").click()
+
         expect(phone).to_have_url(f"{base_url}/")
         phone.get_by_role("button", name="Give me a tip").click()
         card = phone.locator("article.card")
@@ -117,12 +125,21 @@ class TestFirstVisit:
 
         phone.get_by_role("link", name="Preferences").click()
         expect(phone.get_by_label("Time zone")).to_have_value("Europe/Lisbon")
+        # The consents section shows what was granted; withdrawing is one click and a save.
+        personalization = phone.get_by_role("checkbox", name="Personalization")
+        expect(personalization).to_be_checked()
+        personalization.uncheck()
+        phone.get_by_role("button", name="Save my choices").click()
+        expect(phone.get_by_text("Your choices are saved.")).to_be_visible()
+        expect(phone.get_by_role("checkbox", name="Personalization")).not_to_be_checked()
+        assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
     def test_not_for_me_and_a_new_tip_in_place(self, phone: Page, base_url: str) -> None:
         phone.goto(f"{base_url}/signup")
         phone.get_by_label("Email").fill("second@example.com")
         phone.get_by_label("Password").fill("a long password")
         phone.get_by_role("button", name="Create account").click()
+        phone.get_by_role("button", name="Continue").click()  # the consent screen, nothing granted
         phone.get_by_role("button", name="Give me a tip").click()
         first = phone.locator("article.card").get_attribute("data-tip-id")
         phone.get_by_role("button", name="Not for me").click()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.consents import registered
 from tipwise.cli import app
 
 runner = CliRunner()
@@ -81,7 +82,7 @@ class TestCommandLine:
             monkeypatch.setenv(name, value)
         container = build()
         try:
-            user = container.auth.register(email="cli@example.com", password="a long password").id
+            user = registered(container, "cli@example.com")
             for n in range(5):
                 decision = container.recommender.next_tip(user_id=user)
                 assert decision is not None
@@ -96,4 +97,5 @@ class TestCommandLine:
             container.close()
         result = runner.invoke(app, ["replay"], env=env)
         assert result.exit_code == 0, result.output
-        assert "linucb           rebuilt from log up to position 10: 5 rewards, identical" in result.output
+        # 6 consent.changed, then 5 decisions and 5 reactions.
+        assert "linucb           rebuilt from log up to position 16: 5 rewards, identical" in result.output

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import PASSWORD
+from tests.e2e.helpers import sign_up
 from tests.support.network import free_port
 from tests.support.postgres import fresh_database
 from tipwise.events.jetstream import NatsBus, NatsSettings
@@ -117,14 +117,6 @@ def topology(tmp_path: Path, postgres_admin_url: str, nats_url: str) -> Iterator
                 db.dispose()
 
 
-def _sign_up(api: httpx.Client) -> dict[str, str]:
-    email = f"scaled-{uuid.uuid4().hex[:8]}@example.com"
-    assert api.post("/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
-    token = api.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-
 def _metric(url: str, line_start: str) -> float:
     for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
         if line.startswith(line_start):
@@ -137,7 +129,7 @@ class TestScaledTopology:
         self, topology: Topology
     ) -> None:
         with httpx.Client(base_url=topology.api, timeout=10) as api:
-            headers = _sign_up(api)
+            headers = sign_up(api, f"scaled-{uuid.uuid4().hex[:8]}@example.com")
             first = api.post("/v1/tips/next", headers=headers)
             assert first.status_code == 200, first.text
             decision: dict[str, Any] = first.json()

@@ -8,12 +8,16 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.consents import registered
 from tests.support.decisions import shown
+from tipwise.advice import Category
 from tipwise.auth import Role
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
+from tipwise.profile import CONSENT_WORDING_VERSION, Channel, PreferencesPatch, Purpose, Weekday
 from tipwise.recommender import FeedbackRequest, Reaction
 
+ALL_PURPOSES = tuple(purpose.value for purpose in Purpose)
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 INSTANCE = re.compile(r'hx-post="/web/tips/([0-9a-f-]{36})/reaction"')
 
@@ -24,7 +28,8 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
-def _sign_up(client: TestClient, email: str = "web@example.com") -> str:
+def _sign_up(client: TestClient, email: str = "web@example.com", granted: tuple[str, ...] = ALL_PURPOSES) -> str:
+    """Sign up, tick `granted` on the consent screen, and return the session's CSRF token."""
     page = client.get("/signup")
     token = _csrf(page.text)
     response = client.post(
@@ -33,7 +38,16 @@ def _sign_up(client: TestClient, email: str = "web@example.com") -> str:
         follow_redirects=False,
     )
     assert response.status_code == 303
-    assert response.headers["location"] == "/"
+    assert response.headers["location"] == "/welcome"
+    welcome = client.get("/welcome")
+    csrf = _csrf(welcome.text)
+    answered = client.post(
+        "/welcome",
+        data={"csrf_token": csrf, "wording_version": CONSENT_WORDING_VERSION, "granted": list(granted)},
+        follow_redirects=False,
+    )
+    assert answered.status_code == 303
+    assert answered.headers["location"] == "/"
     return _csrf(client.get("/").text)
 
 
@@ -129,9 +143,131 @@ class TestWebPages:
         assert "Give me a tip" in client.get("/").text
 
 
+class TestConsentScreen:
+    def test_sign_up_leads_to_the_consent_screen_with_nothing_ticked(self, client: TestClient) -> None:
+        token = _csrf(client.get("/signup").text)
+        client.post(
+            "/signup",
+            data={"email": "new@example.com", "password": "a long password", "csrf_token": token},
+            follow_redirects=False,
+        )
+        # Until it is answered, the tips page sends the person back to the consent screen.
+        home = client.get("/", follow_redirects=False)
+        assert home.status_code == 303
+        assert home.headers["location"] == "/welcome"
+        welcome = client.get("/welcome")
+        assert welcome.status_code == 200
+        boxes = re.findall(r'<input type="checkbox" name="granted" value="([a-z_]+)"\s*(checked)?', welcome.text)
+        assert [value for value, _ in boxes] == list(ALL_PURPOSES)
+        assert all(not checked for _, checked in boxes)
+        assert f'name="wording_version" value="{CONSENT_WORDING_VERSION}"' in welcome.text
+
+    def test_the_answers_are_recorded_with_the_wording_shown_then_tips_are_not_personalized(
+        self, client: TestClient, container: Container
+    ) -> None:
+        _sign_up(client, "careful@example.com", granted=("email",))
+        account = container.auth.authenticate(email="careful@example.com", password="a long password")
+        consents = container.profile.consents(user_id=account.id)
+        assert consents.granted == {Purpose.EMAIL}
+        assert {(e.purpose, e.granted, e.wording_version, e.source.value) for e in consents.ledger} == {
+            (purpose, purpose is Purpose.EMAIL, CONSENT_WORDING_VERSION, "web") for purpose in Purpose
+        }
+        assert "Give me a tip" in client.get("/").text
+        decision = container.recommender.next_tip(user_id=account.id)
+        assert decision is not None
+        assert decision.personalized is False
+
+    def test_the_consent_screen_refuses_a_post_without_the_csrf_token(self, client: TestClient) -> None:
+        _sign_up(client, "forged@example.com", granted=())
+        refused = client.post("/welcome", data={"wording_version": CONSENT_WORDING_VERSION, "granted": ["push"]})
+        assert refused.status_code == 403
+        refused = client.post(
+            "/preferences/consents", data={"wording_version": CONSENT_WORDING_VERSION, "granted": ["push"]}
+        )
+        assert refused.status_code == 403
+
+    def test_preferences_page_changes_consents_and_shows_their_history(
+        self, client: TestClient, container: Container, clock: FakeClock
+    ) -> None:
+        csrf = _sign_up(client, "change@example.com")
+        page = client.get("/preferences")
+        assert len(re.findall(r'name="granted" value="[a-z_]+"\s+checked', page.text)) == len(ALL_PURPOSES)
+        clock.advance(timedelta(hours=1))
+        saved = client.post(
+            "/preferences/consents",
+            data={"csrf_token": csrf, "wording_version": CONSENT_WORDING_VERSION, "granted": ["push", "email"]},
+        )
+        assert saved.status_code == 200
+        assert "Your choices are saved." in saved.text
+        checked = re.findall(r'name="granted" value="([a-z_]+)"\s+checked', saved.text)
+        assert sorted(checked) == ["email", "push"]
+        assert saved.text.count("withdrawn") == 4
+        assert saved.text.count("granted <span") == 6
+        account = container.auth.authenticate(email="change@example.com", password="a long password")
+        assert container.profile.consents(user_id=account.id).granted == {Purpose.EMAIL, Purpose.PUSH}
+
+    def test_preferences_page_saves_the_schedule_and_names_a_bad_field(
+        self, client: TestClient, container: Container
+    ) -> None:
+        csrf = _sign_up(client, "quiet@example.com")
+        form = {
+            "csrf_token": csrf,
+            "schedule": "1",
+            "timezone": "Europe/Berlin",
+            "quiet_start": "22:00",
+            "quiet_end": "07:00",
+            "active_mon": "07:30-12:00, 13:00-24:00",
+            "active_sun": "off",
+            "channel_sleep": ["in_app", "push"],
+            "channel_finance": ["email"],
+        }
+        saved = client.post("/preferences", data={**form, "frequency_cap_per_day": "3"})
+        assert saved.status_code == 200, saved.text
+        assert 'name="quiet_start" value="22:00"' in saved.text
+        assert 'name="frequency_cap_per_day" min="0" value="3"' in saved.text
+        assert 'name="active_mon" value="07:30-12:00, 13:00-24:00"' in saved.text
+        assert 'name="active_sun" value="off"' in saved.text
+        assert 'name="active_tue" value=""' in saved.text
+        account = container.auth.authenticate(email="quiet@example.com", password="a long password")
+        prefs = container.profile.preferences(user_id=account.id)
+        assert prefs.frequency_cap_per_day == 3
+        assert [(w.start, w.end) for w in prefs.active_hours[Weekday.MON]] == [(450, 720), (780, 1440)]
+        assert prefs.active_hours[Weekday.SUN] == ()
+        assert Weekday.TUE not in prefs.active_hours
+        assert prefs.channels_for(Category.SLEEP) == {Channel.IN_APP, Channel.PUSH}
+        assert prefs.channels_for(Category.FINANCE) == {Channel.EMAIL}
+        assert prefs.channels_for(Category.MOVEMENT) == frozenset()  # nothing ticked
+
+        whole_day = client.post("/preferences", data={**form, "quiet_end": "22:00"})
+        assert whole_day.status_code == 422
+        assert "quiet_hours: Value error, quiet hours must not cover the whole day" in whole_day.text
+        negative = client.post("/preferences", data={**form, "frequency_cap_per_day": "-1"})
+        assert negative.status_code == 422
+        assert "frequency_cap_per_day:" in negative.text
+        backwards = client.post("/preferences", data={**form, "active_mon": "18:00-09:00"})
+        assert backwards.status_code == 422
+        assert "active_hours.mon.0: Value error, end must be after start" in backwards.text
+        # Nothing of a refused form is stored.
+        assert 'name="frequency_cap_per_day" min="0" value="3"' in backwards.text
+        assert container.profile.preferences(user_id=account.id) == prefs
+
+    def test_a_form_without_the_schedule_keeps_the_stored_schedule(
+        self, client: TestClient, container: Container
+    ) -> None:
+        csrf = _sign_up(client, "older@example.com")
+        account = container.auth.authenticate(email="older@example.com", password="a long password")
+        container.profile.update_preferences(
+            user_id=account.id, patch=PreferencesPatch.model_validate({"frequency_cap_per_day": 2})
+        )
+        saved = client.post("/preferences", data={"csrf_token": csrf, "timezone": "Asia/Tokyo"})
+        assert saved.status_code == 200
+        prefs = container.profile.preferences(user_id=account.id)
+        assert (prefs.timezone, prefs.frequency_cap_per_day) == ("Asia/Tokyo", 2)
+
+
 class TestOperatorPages:
     def _simulate(self, container: Container, clock: FakeClock, decisions: int) -> None:
-        user = container.auth.register(email="sim@example.com", password="a long password").id
+        user = registered(container, "sim@example.com")
         for n in range(decisions):
             decision = container.recommender.next_tip(user_id=user)
             assert decision is not None

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from tests.e2e.helpers import PASSWORD
 from tipwise.auth import PUBLIC_ROUTES
 from tipwise.kernel.errors import PROBLEM_JSON
+from tipwise.profile import CONSENT_WORDING_VERSION, Purpose
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -71,6 +72,8 @@ def _person(client: TestClient, email: str) -> Person:
     assert registered.status_code == 201, registered.text
     headers = _sign_in(client, email)
     [session] = client.get("/v1/me/sessions", headers=headers).json()
+    consents = {"wording_version": CONSENT_WORDING_VERSION, "purposes": dict.fromkeys(Purpose, True)}
+    assert client.put("/v1/me/consents", headers=headers, json=consents).status_code == 200
     tip = client.post("/v1/tips/next", headers=headers)
     assert tip.status_code == 200, tip.text
     client.patch("/v1/me/preferences", headers=headers, json={"timezone": "Europe/Berlin"})
@@ -154,6 +157,15 @@ def _patch_preferences(client: TestClient, a: Person, b: Person) -> None:
     assert client.get("/v1/me/preferences", headers=b.headers).json()["timezone"] == "Europe/Berlin"
 
 
+def _put_consents(client: TestClient, a: Person, b: Person) -> None:
+    before = client.get("/v1/me/consents", headers=b.headers).json()
+    body = {"wording_version": CONSENT_WORDING_VERSION, "purposes": {Purpose.EMAIL: False}}
+    response = client.put("/v1/me/consents", headers=a.headers, json=body)
+    assert response.status_code == 200, response.text
+    assert not b.identifiers() & set(re.findall(r"[\w.@-]+", response.text))
+    assert client.get("/v1/me/consents", headers=b.headers).json() == before
+
+
 def _logout(client: TestClient, a: Person, b: Person) -> None:
     throwaway = _sign_in(client, a.email)
     assert client.post("/v1/auth/logout", headers=throwaway).status_code == 204
@@ -166,6 +178,7 @@ ACTIONS: dict[tuple[str, str], Callable[[TestClient, Person, Person], None]] = {
     ("POST", "/v1/tips/next"): _next_tip,
     ("POST", "/v1/feedback"): _feedback_on_bs_tip,
     ("PATCH", "/v1/me/preferences"): _patch_preferences,
+    ("PUT", "/v1/me/consents"): _put_consents,
     ("POST", "/v1/auth/logout"): _logout,
 }
 

@@ -160,6 +160,7 @@ def tips_latency(*, iterations: int) -> list[Result]:
     """Pick over Tipwise's own features (all 90 tips and the first 10), live alone and with shadows."""
     from tipwise.advice import DEFAULT_LIBRARY, load_library
     from tipwise.ml.serving import PolicySettings
+    from tipwise.profile import Purpose
     from tipwise.recommender import FEATURE_SPEC
     from tipwise.recommender.domain.features import FeatureAssembler
 
@@ -169,7 +170,7 @@ def tips_latency(*, iterations: int) -> list[Result]:
     local = datetime(2026, 3, 3, 10, 30, tzinfo=UTC)
     results = []
     for k in (10, len(tips)):
-        context = FeatureAssembler().assemble(local_now=local, history=[], tips=tips[:k])
+        context = FeatureAssembler().assemble(local_now=local, history=[], tips=tips[:k], purposes=frozenset(Purpose))
         candidates = [context.actions[t.id] for t in tips[:k]]
         live = registry.model(registry.live)
         rng = np.random.default_rng(3)
@@ -200,6 +201,7 @@ def whole_decision(*, decisions: int) -> list[Result]:
     from tipwise.bootstrap import build
     from tipwise.kernel.clock import FakeClock
     from tipwise.kernel.db import Database
+    from tipwise.profile import ConsentsPut
 
     with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp:
         settings = _bench_settings(Path(tmp))
@@ -212,6 +214,8 @@ def whole_decision(*, decisions: int) -> list[Result]:
         )
         try:
             users = [container.auth.register(email=f"b{i}@bench.test", password=BENCH_PASSWORD).id for i in range(50)]
+            for user in users:  # the personalized path is the one to measure
+                container.profile.record_consents(user_id=user, decisions=ConsentsPut.every_purpose(granted=True))
             samples = np.empty(decisions, dtype=np.int64)
             started = time.perf_counter()
             with progress() as bar:
@@ -242,12 +246,13 @@ def learner_throughput(*, rewards: int) -> list[Result]:
     from tipwise.kernel.db import Database
     from tipwise.kernel.ids import new_id
     from tipwise.ml.pipelines import replay
+    from tipwise.profile import Purpose
     from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, Reaction, TipDecided
     from tipwise.recommender.domain.features import FeatureAssembler
 
     tips = load_library(DEFAULT_LIBRARY).tips
     now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips)
+    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips, purposes=frozenset(Purpose))
     reactions = list(Reaction)
     with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp:
         settings = _bench_settings(Path(tmp))

@@ -119,13 +119,14 @@ def _produce(db: object, pairs: int) -> None:
     from tipwise.advice import DEFAULT_LIBRARY, load_library
     from tipwise.kernel.db import Database
     from tipwise.kernel.ids import new_id
+    from tipwise.profile import Purpose
     from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, Reaction, TipDecided
     from tipwise.recommender.domain.features import FeatureAssembler
 
     assert isinstance(db, Database)  # noqa: S101 - typed loosely to keep imports lazy
     tips = load_library(DEFAULT_LIBRARY).tips
     now = datetime.now(UTC)
-    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips)
+    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips, purposes=frozenset(Purpose))
     kinds = list(Reaction)
     user = new_id()
     for start in range(0, pairs, 250):
@@ -237,6 +238,8 @@ def reaction_to_use(postgres_url: str, nats_url: str | None, reactions: int) -> 
 
 
 def _time_reactions(base: str, reactions: int, kind: str) -> list[int]:
+    from tipwise.profile import CONSENT_WORDING_VERSION, Purpose
+
     samples: list[int] = []
     with httpx.Client(base_url=base, timeout=30) as client, progress() as bar:
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
@@ -244,6 +247,12 @@ def _time_reactions(base: str, reactions: int, kind: str) -> list[int]:
         token = client.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        # Without the personalization and model-training consents nothing would be learned.
+        client.put(
+            "/v1/me/consents",
+            json={"wording_version": CONSENT_WORDING_VERSION, "purposes": dict.fromkeys(Purpose, True)},
+            headers=headers,
+        ).raise_for_status()
         task = bar.add_task(f"{kind}: reactions", total=reactions)
         version = -1
         for n in range(reactions):

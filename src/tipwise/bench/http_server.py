@@ -15,6 +15,7 @@ from tipwise.app import create_app
 from tipwise.bootstrap import build
 from tipwise.kernel.db import Database
 from tipwise.kernel.logging import configure_logging
+from tipwise.profile import ConsentsPut
 from tipwise.settings import Settings
 
 BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp database
@@ -30,6 +31,7 @@ def main(port: int, users: int, tokens_file: Path) -> None:
     tokens = []
     for n in range(users):
         account = container.auth.register(email=f"load{n}@bench.test", password=BENCH_PASSWORD)
+        container.profile.record_consents(user_id=account.id, decisions=ConsentsPut.every_purpose(granted=True))
         session = container.auth.start_session(account.id, method="password", user_agent="tipwise bench")
         tokens.append(session.access_token)
     tokens_file.write_text("\n".join(tokens) + "\n")

@@ -5,6 +5,7 @@ from tipwise.events.bus import EmbeddedBus, EventBus, Lag, publish
 from tipwise.events.contracts import (
     CONSENT_CHANGED,
     FEEDBACK_REACTION,
+    PREFERENCES_CHANGED,
     REWARD_DEFAULTED,
     SIGNAL_RECEIVED,
     TIP_DECIDED,
@@ -21,6 +22,7 @@ from tipwise.events.worker import Worker
 __all__ = [
     "CONSENT_CHANGED",
     "FEEDBACK_REACTION",
+    "PREFERENCES_CHANGED",
     "REWARD_DEFAULTED",
     "SIGNAL_RECEIVED",
     "TIP_DECIDED",

@@ -20,6 +20,8 @@ TIP_DELIVERED = "tip.delivered"
 FEEDBACK_REACTION = "feedback.reaction"
 SIGNAL_RECEIVED = "signal.received"
 CONSENT_CHANGED = "consent.changed"
+# Published by profile when a person changes their preferences (payload: the new preferences).
+PREFERENCES_CHANGED = "preferences.changed"
 USER_DELETED = "user.deleted"
 # Published by the learner when a decision got no reaction within the reward wait.
 REWARD_DEFAULTED = "reward.defaulted"
@@ -34,6 +36,7 @@ PAYLOAD_TYPES: Mapping[str, type[Message]] = {
     CONSENT_CHANGED: messages.ConsentChanged,
     USER_DELETED: messages.UserDeleted,
     REWARD_DEFAULTED: messages.RewardDefaulted,
+    PREFERENCES_CHANGED: messages.PreferencesChanged,
 }
 
 M = TypeVar("M", bound=Message)

@@ -43,6 +43,7 @@ from tipwise.events.bus import Lag, apply_exactly_once
 from tipwise.events.contracts import (
     CONSENT_CHANGED,
     FEEDBACK_REACTION,
+    PREFERENCES_CHANGED,
     REWARD_DEFAULTED,
     SIGNAL_RECEIVED,
     TIP_DECIDED,
@@ -64,7 +65,8 @@ T = TypeVar("T")
 FAMILIES: dict[str, frozenset[str]] = {
     "decisions": frozenset({TIP_DECIDED, TIP_DELIVERED, FEEDBACK_REACTION, REWARD_DEFAULTED}),
     "signals": frozenset({SIGNAL_RECEIVED}),
-    "privacy": frozenset({CONSENT_CHANGED, USER_DELETED}),
+    # What a person says about themselves and their data.
+    "privacy": frozenset({CONSENT_CHANGED, PREFERENCES_CHANGED, USER_DELETED}),
 }
 # Types no family names (a module's new event) travel on this one until they are given a family.
 OTHER = "other"

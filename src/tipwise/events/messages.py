@@ -6,6 +6,7 @@ Other modules reach them here, through the public package: `events.messages.TipD
 from tipwise.events.v1.consent_changed_pb2 import ConsentChanged
 from tipwise.events.v1.envelope_pb2 import Envelope
 from tipwise.events.v1.feedback_reaction_pb2 import FeedbackReaction, Reaction
+from tipwise.events.v1.preferences_changed_pb2 import PreferencesChanged
 from tipwise.events.v1.reward_defaulted_pb2 import RewardDefaulted
 from tipwise.events.v1.signal_received_pb2 import SignalReceived
 from tipwise.events.v1.tip_decided_pb2 import TipDecided
@@ -16,6 +17,7 @@ __all__ = [
     "ConsentChanged",
     "Envelope",
     "FeedbackReaction",
+    "PreferencesChanged",
     "Reaction",
     "RewardDefaulted",
     "SignalReceived",

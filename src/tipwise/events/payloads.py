@@ -50,8 +50,22 @@ class PayloadError(ValueError):
 
 
 def to_dict(message: Message) -> dict[str, Any]:
-    """Return `message` as a dict with every field, keys sorted."""
-    return {field.name: _field_out(message, field) for field in _sorted_fields(message.DESCRIPTOR)}
+    """Return `message` as a dict with every field, keys sorted; an unset `optional` scalar is left out."""
+    return {
+        field.name: _field_out(message, field)
+        for field in _sorted_fields(message.DESCRIPTOR)
+        if not _unset_optional_scalar(message, field)
+    }
+
+
+def _unset_optional_scalar(message: Message, field: FieldDescriptor) -> bool:
+    # `optional` in proto3 gives a scalar presence: absent means "not said", which readers default.
+    return (
+        field.cpp_type != FieldDescriptor.CPPTYPE_MESSAGE
+        and not field.is_repeated
+        and field.has_presence
+        and not message.HasField(field.name)
+    )
 
 
 def _field_out(message: Message, field: FieldDescriptor) -> Any:

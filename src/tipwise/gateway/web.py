@@ -1,4 +1,5 @@
-"""Web pages: sign up / sign in, the tip card with its four reactions, history, preferences, sessions.
+"""Web pages: sign up, the consent screen, sign in, the tip card with its four reactions, history,
+preferences, sessions.
 
 Pages are rendered on the server; htmx swaps the tip card in place. A signed
 cookie carries the id of a server-side session (the same kind the API's tokens
@@ -20,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
@@ -35,7 +37,22 @@ from tipwise.auth import (
 )
 from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.errors import Conflict, NotFound, TipwiseError, TooManyRequests, Unauthorized
-from tipwise.profile import PreferencesPatch, ProfileFacade, validate_timezone
+from tipwise.profile import (
+    CONSENT_WORDING_VERSION,
+    CONSENT_WORDINGS,
+    ActiveWindow,
+    Channel,
+    Consents,
+    ConsentSource,
+    ConsentsPut,
+    PreferencesOut,
+    PreferencesPatch,
+    ProfileFacade,
+    Purpose,
+    QuietHours,
+    Weekday,
+    validate_timezone,
+)
 from tipwise.recommender import FeedbackRequest, Reaction, RecommenderFacade
 
 HERE = Path(__file__).parent
@@ -52,8 +69,33 @@ REACTION_LABELS = {
     Reaction.NOT_FOR_ME: "Not for me",
 }
 
+PURPOSE_LABELS = {
+    Purpose.PERSONALIZATION: "Personalization",
+    Purpose.CALENDAR_SIGNALS: "Calendar",
+    Purpose.ACTIVITY_SIGNALS: "Activity",
+    Purpose.EMAIL: "Email",
+    Purpose.PUSH: "Push notifications",
+    Purpose.MODEL_TRAINING: "Improve the shared model",
+}
+
+DAY_LABELS = {
+    Weekday.MON: "Monday",
+    Weekday.TUE: "Tuesday",
+    Weekday.WED: "Wednesday",
+    Weekday.THU: "Thursday",
+    Weekday.FRI: "Friday",
+    Weekday.SAT: "Saturday",
+    Weekday.SUN: "Sunday",
+}
+CHANNEL_LABELS = {Channel.IN_APP: "in the app", Channel.EMAIL: "email", Channel.PUSH: "push"}
+DAY_OFF = "off"
+SCHEDULE_FIELD = "schedule"
+
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["reaction_labels"] = REACTION_LABELS
+templates.env.globals["purpose_labels"] = PURPOSE_LABELS
+templates.env.globals["day_labels"] = DAY_LABELS
+templates.env.globals["channel_labels"] = CHANNEL_LABELS
 
 
 class CsrfFailed(TipwiseError):
@@ -127,6 +169,26 @@ def _to_signin() -> RedirectResponse:
     return RedirectResponse("/signin", status_code=303)
 
 
+def _consent_fields(consents: Consents) -> dict[str, Any]:
+    """Return what `_consent_fields.html` needs: the current wording and what is granted now."""
+    return {
+        "wording_version": CONSENT_WORDING_VERSION,
+        "wording": CONSENT_WORDINGS[CONSENT_WORDING_VERSION],
+        "granted": consents.granted,
+    }
+
+
+async def _consent_decisions(request: Request) -> ConsentsPut:
+    """Read the consent form: every purpose shown is decided, ticked or not."""
+    form = await request.form()
+    ticked = {str(value) for value in form.getlist("granted")}
+    shown = CONSENT_WORDINGS.get(str(form.get("wording_version", "")), CONSENT_WORDINGS[CONSENT_WORDING_VERSION])
+    return ConsentsPut(
+        wording_version=str(form.get("wording_version", CONSENT_WORDING_VERSION)),
+        purposes={purpose: purpose.value in ticked for purpose in shown},
+    )
+
+
 def mount(
     app: FastAPI,
     *,
@@ -157,9 +219,37 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.get("/", response_model=None)
     def home(request: Request) -> Response:
-        if visitor(request) is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
+        if not profile.consents(user_id=user_id).answered:
+            # Onboarding: nobody gets a tip before they have seen what Tipwise asks to do.
+            return RedirectResponse("/welcome", status_code=303)
         return _render(request, "tips.html")
+
+    @router.get("/welcome", response_model=None)
+    def welcome(request: Request) -> Response:
+        principal = visitor(request)
+        if principal is None:
+            return _to_signin()
+        user_id = principal.user_id
+        return _render(request, "welcome.html", **_consent_fields(profile.consents(user_id=user_id)))
+
+    @router.post("/welcome", response_model=None)
+    async def answer_welcome(request: Request) -> Response:
+        await check_csrf(request)
+        principal = await visitor.resolve(request)
+        if principal is None:
+            return _to_signin()
+        user_id = principal.user_id
+        try:
+            decisions = await _consent_decisions(request)
+        except ValidationError:
+            # Only a stale or forged form gets here: show the current wording again.
+            return RedirectResponse("/welcome", status_code=303)
+        await run_in_threadpool(profile.record_consents, user_id=user_id, decisions=decisions, source=ConsentSource.WEB)
+        return RedirectResponse("/", status_code=303)
 
     @router.get("/signup")
     def signup_page(request: Request) -> HTMLResponse:
@@ -193,7 +283,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             auth.start_session, account.id, method=LoginMethod.PASSWORD, user_agent=user_agent, ip=ip
         )
         _start_session(request, issued)
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse("/welcome", status_code=303)
 
     @router.get("/signin")
     def signin_page(request: Request) -> HTMLResponse:
@@ -261,20 +351,43 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         prefs = profile.preferences(user_id=user_id)
         return _render(request, "history.html", page=page, zone=prefs.zone, zone_name=prefs.timezone)
 
+    def preferences_view(
+        request: Request,
+        user_id: UUID,
+        status_code: int = 200,
+        *,
+        saved: bool = False,
+        consents_saved: bool = False,
+        error: str | None = None,
+    ) -> HTMLResponse:
+        prefs = profile.preferences(user_id=user_id)
+        shown = PreferencesOut.of(prefs)
+        consents = profile.consents(user_id=user_id)
+        return _render(
+            request,
+            "preferences.html",
+            status_code,
+            prefs=prefs,
+            quiet=QuietHours.of(prefs.quiet_hours) if prefs.quiet_hours else None,
+            active={day: _day_text(shown.active_hours.get(day)) for day in Weekday},
+            weekdays=list(Weekday),
+            channels=list(Channel),
+            categories=list(Category),
+            saved=saved,
+            consents_saved=consents_saved,
+            error=error,
+            history=consents.ledger,
+            zone=prefs.zone,
+            **_consent_fields(consents),
+        )
+
     @router.get("/preferences", response_model=None)
     def preferences_page(request: Request) -> Response:
         principal = visitor(request)
         if principal is None:
             return _to_signin()
         user_id = principal.user_id
-        return _render(
-            request,
-            "preferences.html",
-            prefs=profile.preferences(user_id=user_id),
-            categories=list(Category),
-            saved=False,
-            error=None,
-        )
+        return preferences_view(request, user_id)
 
     @router.post("/preferences", response_model=None)
     async def save_preferences(request: Request) -> Response:
@@ -284,22 +397,35 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             return _to_signin()
         user_id = principal.user_id
         form = await request.form()
-        muted = [str(value) for value in form.getlist("muted")]
+        fields: dict[str, Any] = {
+            "timezone": str(form.get("timezone", "UTC")),
+            "muted_categories": [str(value) for value in form.getlist("muted")],
+        }
+        if SCHEDULE_FIELD in form:
+            # The page sends the whole schedule; a form without it (an older page) keeps the stored one.
+            fields.update(_schedule_fields(form))
         try:
-            patch = PreferencesPatch(timezone=str(form.get("timezone", "UTC")), muted_categories=muted)
+            patch = PreferencesPatch.model_validate(fields)
+        except ValidationError as exc:
+            error = "; ".join(f"{_field_label(err['loc'])}: {err['msg']}" for err in exc.errors())
+            return await run_in_threadpool(preferences_view, request, user_id, 422, error=error)
+        await run_in_threadpool(profile.update_preferences, user_id=user_id, patch=patch)
+        return await run_in_threadpool(preferences_view, request, user_id, saved=True)
+
+    @router.post("/preferences/consents", response_model=None)
+    async def save_consents(request: Request) -> Response:
+        await check_csrf(request)
+        principal = await visitor.resolve(request)
+        if principal is None:
+            return _to_signin()
+        user_id = principal.user_id
+        try:
+            decisions = await _consent_decisions(request)
         except ValidationError as exc:
             error = "; ".join(str(err["msg"]) for err in exc.errors())
-            return _render(
-                request,
-                "preferences.html",
-                422,
-                prefs=await run_in_threadpool(profile.preferences, user_id=user_id),
-                categories=list(Category),
-                saved=False,
-                error=error,
-            )
-        prefs = await run_in_threadpool(profile.update_preferences, user_id=user_id, patch=patch)
-        return _render(request, "preferences.html", prefs=prefs, categories=list(Category), saved=True, error=None)
+            return await run_in_threadpool(preferences_view, request, user_id, 422, error=error)
+        await run_in_threadpool(profile.record_consents, user_id=user_id, decisions=decisions, source=ConsentSource.WEB)
+        return await run_in_threadpool(preferences_view, request, user_id, consents_saved=True)
 
     return router
 
@@ -436,6 +562,47 @@ def _set_state_cookie(response: Response, start: OidcStart, *, secure: bool) -> 
         secure=secure,
         samesite="none" if start.form_post and secure else "lax",
     )
+
+
+def _field_label(loc: tuple[int | str, ...]) -> str:
+    """Return the form field an error is about, e.g. `active_hours.mon.0` for ('active_hours', 'mon', 0)."""
+    return ".".join(str(part) for part in loc) if loc else "form"
+
+
+def _schedule_fields(form: FormData) -> dict[str, Any]:
+    """Return the patch fields of the page's schedule: quiet hours, cap, active hours, channels."""
+    start, end = str(form.get("quiet_start", "")), str(form.get("quiet_end", ""))
+    week = {day.value: _day_windows(str(form.get(f"active_{day.value}", ""))) for day in Weekday}
+    return {
+        "quiet_hours": {"start": start, "end": end} if start or end else None,
+        "frequency_cap_per_day": str(form.get("frequency_cap_per_day", "")).strip() or None,
+        "active_hours": {day: windows for day, windows in week.items() if windows is not None},
+        # Unticked boxes are not sent: a category with none ticked has no channel.
+        "channels": {
+            category.value: [str(v) for v in form.getlist(f"channel_{category.value}")] for category in Category
+        },
+    }
+
+
+def _day_text(windows: list[ActiveWindow] | None) -> str:
+    """Return a weekday's active hours as the form shows them: '' all day, 'off', or '09:00-12:00, 14:00-18:00'."""
+    if windows is None:
+        return ""
+    return ", ".join(f"{w.start}-{w.end}" for w in windows) if windows else DAY_OFF
+
+
+def _day_windows(text: str) -> list[dict[str, str]] | None:
+    """Parse a weekday's field back: None all day, [] off, else the windows (validated by the patch)."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    if text == DAY_OFF:
+        return []
+    windows = []
+    for part in text.split(","):
+        start, _, end = part.strip().partition("-")
+        windows.append({"start": start.strip(), "end": end.strip()})
+    return windows
 
 
 def _start_session(request: Request, issued: IssuedTokens) -> None:

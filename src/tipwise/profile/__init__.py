@@ -1,7 +1,47 @@
-"""Profile: preferences (time zone, muted categories)."""
+"""Profile: preferences (time zone, active and quiet hours, muted categories, cap, channels) and consents."""
 
-from tipwise.profile.contracts import Preferences, PreferencesOut, PreferencesPatch, validate_timezone
+from tipwise.profile.contracts import (
+    CONSENT_WORDING_VERSION,
+    CONSENT_WORDINGS,
+    ActiveWindow,
+    Channel,
+    ConsentEntry,
+    ConsentPort,
+    Consents,
+    ConsentSource,
+    ConsentsOut,
+    ConsentsPut,
+    Preferences,
+    PreferencesOut,
+    PreferencesPatch,
+    Purpose,
+    QuietHours,
+    TimeWindow,
+    Weekday,
+    validate_timezone,
+)
 from tipwise.profile.endpoints import build_router
 from tipwise.profile.facade import ProfileFacade
 
-__all__ = ["Preferences", "PreferencesOut", "PreferencesPatch", "ProfileFacade", "build_router", "validate_timezone"]
+__all__ = [
+    "CONSENT_WORDINGS",
+    "CONSENT_WORDING_VERSION",
+    "ActiveWindow",
+    "Channel",
+    "ConsentEntry",
+    "ConsentPort",
+    "ConsentSource",
+    "Consents",
+    "ConsentsOut",
+    "ConsentsPut",
+    "Preferences",
+    "PreferencesOut",
+    "PreferencesPatch",
+    "ProfileFacade",
+    "Purpose",
+    "QuietHours",
+    "TimeWindow",
+    "Weekday",
+    "build_router",
+    "validate_timezone",
+]

@@ -9,7 +9,7 @@ from uuid import UUID
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
 from tipwise.profile import service
-from tipwise.profile.contracts import Preferences, PreferencesPatch
+from tipwise.profile.contracts import Consents, ConsentSource, ConsentsPut, Preferences, PreferencesPatch, Purpose
 
 # Preferences are read on every decision and change rarely. A change made through this
 # process is seen at once; one made through another process within this many seconds.
@@ -46,6 +46,28 @@ class ProfileFacade:
             prefs = service.update_preferences(session, user_id=user_id, patch=patch, now=self._clock.now())
         self._remember(prefs, generation=generation)
         return prefs
+
+    def consents(self, *, user_id: UUID) -> Consents:
+        """Return the person's consent ledger and current state; read afresh every time, never cached.
+
+        A withdrawal must take effect at the very next decision or sync, in
+        whatever process that runs; one small indexed read is the price.
+        """
+        with self._db.read() as session:
+            return service.consents(session, user_id)
+
+    def allows(self, *, user_id: UUID, purpose: Purpose) -> bool:
+        """Return whether the person currently grants `purpose` (the `ConsentPort` connectors call)."""
+        return self.consents(user_id=user_id).allows(purpose)
+
+    def record_consents(
+        self, *, user_id: UUID, decisions: ConsentsPut, source: ConsentSource = ConsentSource.API
+    ) -> Consents:
+        """Append the person's decisions to the ledger (only those that change something); return the new state."""
+        with self._db.write() as session:
+            return service.record_consents(
+                session, user_id=user_id, decisions=decisions, source=source, now=self._clock.now()
+            )
 
     def _remember(self, prefs: Preferences, *, generation: int) -> None:
         with self._lock:

@@ -31,6 +31,11 @@ class TipDecided:
     action: dict[str, float]
     propensity: float
     decided_at: datetime
+    # The consents in force at decision time. The learner learns only from decisions made with both:
+    # without personalization nothing is learned from the person; without model_training their
+    # examples stay out of the shared model. Events logged before these fields existed read as True.
+    personalized: bool = True
+    model_training: bool = True
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -44,6 +49,8 @@ class TipDecided:
             "action": self.action,
             "propensity": self.propensity,
             "decided_at": self.decided_at.isoformat(),
+            "personalized": self.personalized,
+            "model_training": self.model_training,
         }
 
     @classmethod
@@ -59,7 +66,13 @@ class TipDecided:
             action={k: float(v) for k, v in data["action"].items()},
             propensity=float(data["propensity"]),
             decided_at=datetime.fromisoformat(data["decided_at"]),
+            personalized=bool(data.get("personalized", True)),
+            model_training=bool(data.get("model_training", True)),
         )
+
+    @property
+    def learnable(self) -> bool:
+        return self.personalized and self.model_training
 
     def to_message(self) -> events.messages.TipDecided:
         message = events.messages.TipDecided(
@@ -71,6 +84,8 @@ class TipDecided:
             feature_spec=self.feature_spec,
             propensity=self.propensity,
             decided_at=events.to_timestamp(self.decided_at),
+            personalized=self.personalized,
+            model_training=self.model_training,
         )
         # update() fills a map faster than the constructor does (this is on the decision path).
         message.shared.update(self.shared)
@@ -90,6 +105,8 @@ class TipDecided:
             action=_features(message.action),
             propensity=message.propensity,
             decided_at=events.from_timestamp(message.decided_at),
+            personalized=message.personalized if message.HasField("personalized") else True,
+            model_training=message.model_training if message.HasField("model_training") else True,
         )
 
 
@@ -101,6 +118,9 @@ class FeedbackReaction:
     user_id: UUID
     reaction: Reaction
     reacted_at: datetime
+    # False when, at reaction time, the person no longer grants personalization and model training:
+    # the learner then drops the decision unlearned (a withdrawal also covers decisions still pending).
+    learnable: bool = True
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -108,6 +128,7 @@ class FeedbackReaction:
             "user_id": str(self.user_id),
             "reaction": self.reaction.value,
             "reacted_at": self.reacted_at.isoformat(),
+            "learnable": self.learnable,
         }
 
     @classmethod
@@ -117,6 +138,7 @@ class FeedbackReaction:
             user_id=UUID(data["user_id"]),
             reaction=Reaction(data["reaction"]),
             reacted_at=datetime.fromisoformat(data["reacted_at"]),
+            learnable=bool(data.get("learnable", True)),
         )
 
     def to_message(self) -> events.messages.FeedbackReaction:
@@ -125,6 +147,7 @@ class FeedbackReaction:
             user_id=str(self.user_id),
             reaction=_REACTION_NUMBERS[self.reaction],
             reacted_at=events.to_timestamp(self.reacted_at),
+            learnable=self.learnable,
         )
 
     @classmethod
@@ -134,6 +157,7 @@ class FeedbackReaction:
             user_id=UUID(message.user_id),
             reaction=_reaction(message.reaction),
             reacted_at=events.from_timestamp(message.reacted_at),
+            learnable=message.learnable if message.HasField("learnable") else True,
         )
 
 
@@ -184,6 +208,8 @@ class LoggedDecision:
     explored: bool
     reaction: Reaction | None
     reacted_at: datetime | None
+    # Whether the person granted model training at decision time (true for decisions logged before consents).
+    model_training: bool = True
 
 
 # -- HTTP ---------------------------------------------------------------------
@@ -223,6 +249,9 @@ class NextTipOut(BaseModel):
     propensity: float = Field(description="Probability with which the live policy chose this tip.")
     confidence: float = Field(description="1 / (1 + width of the chosen tip's confidence bound); 0 for random.")
     explored: bool
+    personalized: bool = Field(
+        description="False: decided without the personalization consent, on context and tip features only."
+    )
     decided_at: datetime
 
 

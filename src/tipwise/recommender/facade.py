@@ -14,13 +14,15 @@ from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.serving import Scorer
-from tipwise.profile import ProfileFacade
+from tipwise.profile import ProfileFacade, Purpose
 from tipwise.recommender import service
 from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, LoggedDecision, NextTipOut
 from tipwise.recommender.domain.features import FeatureAssembler
 from tipwise.recommender.settings import RecommenderSettings
 
 SEED_BITS = 63
+# What a person must grant for the learner to learn from their reactions.
+LEARNING_PURPOSES = frozenset({Purpose.PERSONALIZATION, Purpose.MODEL_TRAINING})
 
 
 def random_seed() -> int:
@@ -65,11 +67,13 @@ class RecommenderFacade:
         answer then has no tip, and the choice is logged and learned like any other.
         """
         prefs = self._profile.preferences(user_id=user_id)
+        purposes = self._profile.consents(user_id=user_id).granted
         # Decide in a read transaction; hold the write lock only to record the decision.
         with self._db.read() as session:
             plan = self._decisions.plan(
                 session,
                 prefs=prefs,
+                purposes=purposes,
                 now=self._clock.now(),
                 seed=self._seeds(),
                 explore=explore,
@@ -84,6 +88,7 @@ class RecommenderFacade:
                 plan = self._decisions.plan(
                     session,
                     prefs=prefs,
+                    purposes=purposes,
                     now=plan.now,
                     seed=plan.seed,
                     explore=explore,
@@ -99,13 +104,18 @@ class RecommenderFacade:
 
     def record_feedback(self, *, user_id: UUID, request: FeedbackRequest) -> FeedbackOut:
         """Record a reaction (idempotent by key); raises NotFound or Conflict."""
+        learnable = LEARNING_PURPOSES <= self._profile.consents(user_id=user_id).granted
         try:
             with self._db.write() as session:
-                result = service.record_feedback(session, user_id=user_id, request=request, now=self._clock.now())
+                result = service.record_feedback(
+                    session, user_id=user_id, request=request, now=self._clock.now(), learnable=learnable
+                )
         except IntegrityError:
             # A concurrent retry with the same key won the race: answer with its result.
             with self._db.write() as session:
-                result = service.record_feedback(session, user_id=user_id, request=request, now=self._clock.now())
+                result = service.record_feedback(
+                    session, user_id=user_id, request=request, now=self._clock.now(), learnable=learnable
+                )
         self._on_commit()
         return result
 

@@ -13,7 +13,7 @@ from tipwise.kernel.db import ReadSession, WriteSession
 from tipwise.kernel.errors import Conflict, InvalidInput, NotFound
 from tipwise.kernel.ids import new_id
 from tipwise.ml.serving import RankedDecision, Scorer
-from tipwise.profile import Preferences
+from tipwise.profile import Preferences, Purpose
 from tipwise.recommender import repository
 from tipwise.recommender.contracts import (
     FeedbackOut,
@@ -46,12 +46,21 @@ class DecisionService:
         session: ReadSession | WriteSession,
         *,
         prefs: Preferences,
+        purposes: frozenset[Purpose],
         now: datetime,
         seed: int,
         explore: bool,
         allow_nothing: bool = False,
     ) -> Plan | None:
-        """Choose a tip for the person (candidates, features, policy); None if nothing fits. Writes nothing."""
+        """Choose a tip for the person (candidates, features, policy); None if nothing fits. Writes nothing.
+
+        `purposes` are the consents in force: features needing another purpose
+        are left out. Without personalization the same population model decides
+        on context and tip features alone (what anyone would get at this local
+        time): a non-personalized policy. The history is still read, but only
+        for the rules the person set or the service needs (recently shown,
+        not-for-me), never as features.
+        """
         local_now = now.astimezone(prefs.zone)
         history = repository.history_since(session, user_id=prefs.user_id, since=now - self.history_window)
         tips = eligible_tips(
@@ -64,7 +73,9 @@ class DecisionService:
         )
         if not tips:
             return None
-        context = self.assembler.assemble(local_now=local_now, history=history, tips=tips, allow_nothing=allow_nothing)
+        context = self.assembler.assemble(
+            local_now=local_now, history=history, tips=tips, purposes=purposes, allow_nothing=allow_nothing
+        )
         ids = list(context.actions)
         ranked = self.scorer.decide(
             context=context.shared, candidates=list(context.actions.values()), seed=seed, explore=explore
@@ -131,6 +142,8 @@ class DecisionService:
             action=context.actions[chosen_id],
             propensity=live.decision.propensity,
             decided_at=now,
+            personalized=context.personalized,
+            model_training=Purpose.MODEL_TRAINING in context.purposes,
         )
         events.publish(
             session,
@@ -147,6 +160,7 @@ class DecisionService:
             propensity=live.decision.propensity,
             confidence=live.decision.confidence,
             explored=live.decision.explored,
+            personalized=context.personalized,
             decided_at=now,
         )
 
@@ -180,8 +194,13 @@ class ReactionAlreadyRecorded(Conflict):
     code = "reaction_already_recorded"
 
 
-def record_feedback(session: WriteSession, *, user_id: UUID, request: FeedbackRequest, now: datetime) -> FeedbackOut:
-    """Record a reaction once; repeats with the same key return the first result unchanged."""
+def record_feedback(
+    session: WriteSession, *, user_id: UUID, request: FeedbackRequest, now: datetime, learnable: bool = True
+) -> FeedbackOut:
+    """Record a reaction once; repeats with the same key return the first result unchanged.
+
+    `learnable` says whether the person grants, now, that the reaction be learned from.
+    """
     previous = repository.feedback_by_key(session, user_id=user_id, idempotency_key=request.idempotency_key)
     if previous is not None:
         if previous.tip_instance_id != request.tip_instance_id or previous.reaction != request.reaction.value:
@@ -208,7 +227,9 @@ def record_feedback(session: WriteSession, *, user_id: UUID, request: FeedbackRe
     repository.add_feedback(session, row)
     instance.reaction = request.reaction.value
     instance.reacted_at = now
-    payload = FeedbackReaction(tip_instance_id=instance.id, user_id=user_id, reaction=request.reaction, reacted_at=now)
+    payload = FeedbackReaction(
+        tip_instance_id=instance.id, user_id=user_id, reaction=request.reaction, reacted_at=now, learnable=learnable
+    )
     events.publish(
         session,
         events.Event.create(
@@ -276,9 +297,14 @@ def logged_decisions(session: ReadSession, *, since: datetime | None, until: dat
             explored=row.explored,
             reaction=Reaction(row.reaction) if row.reaction else None,
             reacted_at=row.reacted_at,
+            model_training=Purpose.MODEL_TRAINING.value in row.context_snapshot.get("purposes", _BEFORE_CONSENTS),
         )
         for row in repository.decisions_between(session, since=since, until=until)
     ]
+
+
+# What a snapshot stored before consents existed is read as (they were all learned from).
+_BEFORE_CONSENTS = [Purpose.MODEL_TRAINING.value]
 
 
 def _tip_of(advice: AdviceFacade, row: TipInstanceRow) -> Tip:

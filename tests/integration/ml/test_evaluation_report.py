@@ -20,6 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.conftest import ContainerFactory
+from tests.support.consents import registered
 from tests.support.decisions import shown
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
@@ -75,7 +76,7 @@ class Simulation:
 
 
 def simulate(container: Container, clock: FakeClock) -> Simulation:
-    user = container.auth.register(email="mover@example.com", password="a long password").id
+    user = registered(container, "mover@example.com")
     ignored: set[uuid.UUID] = set()
     for step in range(DECISIONS):
         decision = container.recommender.next_tip(user_id=user)
@@ -379,7 +380,7 @@ class TestPromotionTakesEffect:
         after = make_container(database_url)
         assert after.registry.live == "epsilon_greedy"
         assert set(after.registry.shadow_names) == {"linucb", "random"}
-        user = after.auth.register(email="promoted@example.com", password="a long password").id
+        user = registered(after, "promoted@example.com")
         decision = after.recommender.next_tip(user_id=user)
         assert decision is not None
         assert decision.policy == "epsilon_greedy"

@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import ContainerFactory
+from tests.support.consents import registered
 from tests.support.decisions import shown
 from tipwise.advice import Category
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.errors import Conflict
+from tipwise.profile import Purpose
 from tipwise.recommender import FeedbackRequest, NextTipOut, Reaction
 from tipwise.recommender.models import TipInstanceRow
 
@@ -25,7 +27,7 @@ def container(make_container: ContainerFactory, database_url: str) -> Container:
 
 
 def _user(container: Container, email: str) -> uuid.UUID:
-    return container.auth.register(email=email, password="a long password").id
+    return registered(container, email)
 
 
 def _decide(container: Container, user_id: uuid.UUID) -> NextTipOut:
@@ -268,7 +270,9 @@ class TestPlanThenRecord:
         prefs = container.profile.preferences(user_id=user)
         decisions = container.recommender._decisions  # the service behind the facade's two transactions
         with container.db.read() as session:
-            plan = decisions.plan(session, prefs=prefs, now=clock.now(), seed=7, explore=True)
+            plan = decisions.plan(
+                session, prefs=prefs, purposes=frozenset(Purpose), now=clock.now(), seed=7, explore=True
+            )
         assert plan is not None
         with container.db.write() as session:
             assert decisions.still_eligible(session, plan)

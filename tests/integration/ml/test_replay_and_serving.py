@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import ContainerFactory
+from tests.support.consents import registered
 from tests.support.decisions import shown
 from tests.support.network import free_port
 from tipwise.bootstrap import Container
@@ -25,7 +26,7 @@ from tipwise.recommender import FEATURE_SPEC, FeedbackRequest, Reaction
 
 def _session(container: Container, clock: FakeClock, *, decisions: int, email: str = "sim@example.com") -> None:
     """A person who does movement tips, snoozes focus tips, ignores sleep tips and dismisses the rest."""
-    user = container.auth.register(email=email, password="a long password").id
+    user = registered(container, email)
     for n in range(decisions):
         decision = container.recommender.next_tip(user_id=user)
         assert decision is not None
@@ -101,7 +102,7 @@ class TestSnapshots:
     def test_feedback_to_decision_latency_is_measured_once_per_model(
         self, container: Container, clock: FakeClock
     ) -> None:
-        user = container.auth.register(email="lat@example.com", password="a long password").id
+        user = registered(container, "lat@example.com")
         decision = container.recommender.next_tip(user_id=user)
         assert decision is not None
         container.recommender.record_feedback(
@@ -177,7 +178,7 @@ class TestMlServe:
     ) -> None:
         url, _, served_metrics = scoring_server
         wired = make_container(settings={"scorer_url": url})
-        user = wired.auth.register(email="remote@example.com", password="a long password").id
+        user = registered(wired, "remote@example.com")
         decision = wired.recommender.next_tip(user_id=user)
         assert decision is not None
         assert decision.policy == "linucb"
@@ -188,7 +189,7 @@ class TestMlServe:
         self, container: Container, clock: FakeClock, scoring_server: ScoringServer
     ) -> None:
         url, served, _ = scoring_server
-        user = container.auth.register(email="hot@example.com", password="a long password").id
+        user = registered(container, "hot@example.com")
         first = container.recommender.next_tip(user_id=user)
         assert first is not None
         decision_input = container.recommender.logged_decisions()[0]

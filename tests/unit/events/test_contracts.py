@@ -11,6 +11,7 @@ import pytest
 from google.protobuf.message import Message
 
 from tipwise import events
+from tipwise.events.contracts import PAYLOAD_TYPES
 from tipwise.recommender import FeedbackReaction, TipDecided
 from tipwise.recommender.domain.reactions import Reaction
 
@@ -39,6 +40,8 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "action": {"effort_low": 1.0, "minutes": 0.1 + 0.2},
         "propensity": 0.05,
         "decided_at": NOW.isoformat(),
+        "personalized": False,
+        "model_training": True,
     },
     events.TIP_DELIVERED: {
         "tip_instance_id": str(INSTANCE),
@@ -51,6 +54,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "user_id": str(USER),
         "reaction": "not_for_me",
         "reacted_at": NOW.isoformat(),
+        "learnable": False,
     },
     events.CONSENT_CHANGED: {
         "user_id": str(USER),
@@ -58,9 +62,15 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "granted": False,
         "wording_version": "2026-11-v2",
         "changed_at": NOW.isoformat(),
+        "source": "web",
     },
     events.USER_DELETED: {"user_id": str(USER), "deleted_at": NOW.isoformat()},
     events.REWARD_DEFAULTED: {"tip_instance_id": str(INSTANCE)},
+    events.PREFERENCES_CHANGED: {
+        "user_id": str(USER),
+        "changed": ["quiet_hours", "timezone"],
+        "preferences": {"timezone": "Europe/Berlin", "quiet_hours": {"start": "22:00", "end": "07:00"}},
+    },
 }
 
 # The same payloads built as messages: the typed path.
@@ -76,18 +86,26 @@ MESSAGES: dict[str, Message] = {
         shared={"hour_sin": 0.5, "bias": 1.0, "weekday": 0.0},
         action={"effort_low": 1.0, "minutes": 0.1 + 0.2},
         propensity=0.05,
+        personalized=False,
+        model_training=True,
     ),
     events.TIP_DELIVERED: events.messages.TipDelivered(
         tip_instance_id=str(INSTANCE), user_id=str(USER), channel="web_push"
     ),
     events.FEEDBACK_REACTION: events.messages.FeedbackReaction(
-        tip_instance_id=str(INSTANCE), user_id=str(USER), reaction=events.messages.Reaction.REACTION_NOT_FOR_ME
+        tip_instance_id=str(INSTANCE),
+        user_id=str(USER),
+        reaction=events.messages.Reaction.REACTION_NOT_FOR_ME,
+        learnable=False,
     ),
     events.CONSENT_CHANGED: events.messages.ConsentChanged(
-        user_id=str(USER), purpose="personalization", granted=False, wording_version="2026-11-v2"
+        user_id=str(USER), purpose="personalization", granted=False, wording_version="2026-11-v2", source="web"
     ),
     events.USER_DELETED: events.messages.UserDeleted(user_id=str(USER)),
     events.REWARD_DEFAULTED: events.messages.RewardDefaulted(tip_instance_id=str(INSTANCE)),
+    events.PREFERENCES_CHANGED: events.messages.PreferencesChanged(
+        user_id=str(USER), changed=["quiet_hours", "timezone"]
+    ),
 }
 TIMESTAMP_FIELDS = {
     events.SIGNAL_RECEIVED: "observed_at",
@@ -107,6 +125,8 @@ def _typed(kind: str) -> Message:
         getattr(message, TIMESTAMP_FIELDS[kind]).FromDatetime(NOW)
     if isinstance(message, events.messages.SignalReceived):
         message.values.update(PAYLOADS[kind]["values"])
+    if isinstance(message, events.messages.PreferencesChanged):
+        message.preferences.update(PAYLOADS[kind]["preferences"])
     return message
 
 
@@ -126,7 +146,9 @@ def test_every_event_type_has_a_payload_example() -> None:
             events.CONSENT_CHANGED,
             events.USER_DELETED,
             events.REWARD_DEFAULTED,
+            events.PREFERENCES_CHANGED,
         }
+        == set(PAYLOAD_TYPES)
     )
 
 
@@ -149,8 +171,12 @@ class TestEveryEventType:
 
     def test_an_empty_dict_gives_every_field_at_its_default(self, type: str) -> None:
         data = _event(type, data={}).data()
-        assert set(data) == set(PAYLOADS[type])
-        assert all(value in ("", 0, 0.0, False, {}, None, "unspecified") for value in data.values())
+        # `optional` fields have presence: unset, they are left out, and readers default them.
+        optional = {
+            f.name for f in events.payload_type(type).DESCRIPTOR.fields if f.has_presence and f.message_type is None
+        }
+        assert set(data) == set(PAYLOADS[type]) - optional
+        assert all(value in ("", 0, 0.0, False, {}, [], None, "unspecified") for value in data.values())
 
     def test_the_envelope_round_trips_every_field(self, type: str) -> None:
         event = _event(type, data=PAYLOADS[type], trace_id="4bf92f3577b34da6a3ce929d0e0e4736")

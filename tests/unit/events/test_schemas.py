@@ -75,12 +75,12 @@ class TestBuf:
         assert result.returncode == 0, result.stdout + result.stderr
 
     def test_adding_a_field_is_compatible(self, buf: str, schemas: Path) -> None:
-        _edit(schemas, "double propensity = 9;", "double propensity = 9;\n  string note = 11;")
+        _edit(schemas, "double propensity = 9;", "double propensity = 9;\n  string note = 20;")
         result = _breaking(buf, schemas)
         assert result.returncode == 0, result.stdout + result.stderr
 
     def test_renumbering_a_field_breaks(self, buf: str, schemas: Path) -> None:
-        _edit(schemas, "double propensity = 9;", "double propensity = 11;")
+        _edit(schemas, "double propensity = 9;", "double propensity = 21;")
         result = _breaking(buf, schemas)
         assert result.returncode != 0
         deleted = 'Previously present field "9" with name "propensity" on message "TipDecided" was deleted'

@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 
 from tipwise.advice import Category, Effort, TimeOfDay, Tip, load_library
+from tipwise.profile import Purpose
 from tipwise.recommender.domain.candidates import PastShow
 from tipwise.recommender.domain.features import (
+    FEATURE_PURPOSES,
     FEATURE_SPEC,
     CategoryStats,
     Context,
     FeatureAssembler,
+    UndeclaredFeature,
+    bind,
     category_stats,
 )
 from tipwise.recommender.domain.reactions import Reaction
@@ -60,7 +64,10 @@ def show(category: Category, reaction: Reaction | None = None, *, hours_ago: int
 
 def assemble(local_now: datetime, history: list[PastShow] | None = None, tips: list[Tip] | None = None) -> Context:
     return FeatureAssembler().assemble(
-        local_now=local_now, history=history or [], tips=tips if tips is not None else [make_tip("t")]
+        local_now=local_now,
+        history=history or [],
+        tips=tips if tips is not None else [make_tip("t")],
+        purposes=frozenset(Purpose),
     )
 
 
@@ -237,3 +244,40 @@ class TestCategoryStats:
 
     def test_empty_stats_have_zero_rates(self) -> None:
         assert CategoryStats().rate(Reaction.NOT_FOR_ME) == 0.0
+
+
+class TestPurposeBinding:
+    def test_every_feature_of_the_spec_declares_its_purpose(self) -> None:
+        assert set(FEATURE_SPEC.shared) | set(FEATURE_SPEC.action) == set(FEATURE_PURPOSES)
+        personal = {name for name, purpose in FEATURE_PURPOSES.items() if purpose is Purpose.PERSONALIZATION}
+        assert personal == {"user_category_shown", *(f"user_category_{r}" for r in Reaction)}
+        # Nothing about the moment needs consent: it is the context any decision has.
+        assert all(FEATURE_PURPOSES[name] is None for name in FEATURE_SPEC.shared)
+
+    def test_without_personalization_the_history_gives_no_feature(self) -> None:
+        history = [show(Category.MOVEMENT, Reaction.DONE), show(Category.MOVEMENT, Reaction.DONE, hours_ago=40)]
+        tips = [make_tip("walk")]
+        local_now = NOW.astimezone(PARIS)
+        with_consent = FeatureAssembler().assemble(
+            local_now=local_now, history=history, tips=tips, purposes=frozenset(Purpose)
+        )
+        without = FeatureAssembler().assemble(
+            local_now=local_now,
+            history=history,
+            tips=tips,
+            purposes=frozenset(Purpose) - {Purpose.PERSONALIZATION},
+        )
+        assert with_consent.actions["walk"]["user_category_done"] > 0
+        assert without.actions["walk"] == {
+            key: value for key, value in with_consent.actions["walk"].items() if not key.startswith("user_")
+        }
+        assert without.shared == with_consent.shared
+        assert without.personalized is False
+        assert without.snapshot()["purposes"] == sorted(p.value for p in Purpose if p is not Purpose.PERSONALIZATION)
+
+    def test_bind_drops_features_of_withheld_purposes_and_refuses_undeclared_ones(self) -> None:
+        features = {"bias": 1.0, "user_category_shown": 0.2}
+        assert bind(features, frozenset()) == {"bias": 1.0}
+        assert bind(features, frozenset({Purpose.PERSONALIZATION})) == features
+        with pytest.raises(UndeclaredFeature, match="calendar_busy"):
+            bind({"calendar_busy": 1.0}, frozenset(Purpose))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tipwise/events/v1/consent_changed.proto\x12\x11tipwise.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x0e\x43onsentChanged\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x17\n\x0fwording_version\x18\x04 \x01(\t\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tipwise/events/v1/consent_changed.proto\x12\x11tipwise.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x0e\x43onsentChanged\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x17\n\x0fwording_version\x18\x04 \x01(\t\x12.\n\nchanged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tipwise.events.v1.consent_c
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONSENTCHANGED']._serialized_start=96
-  _globals['_CONSENTCHANGED']._serialized_end=236
+  _globals['_CONSENTCHANGED']._serialized_end=252
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,7 @@ class ConsentChanged(_message.Message):
     GRANTED_FIELD_NUMBER: _builtins.int
     WORDING_VERSION_FIELD_NUMBER: _builtins.int
     CHANGED_AT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user (a UUID)."""
     purpose: _builtins.str
@@ -36,6 +37,8 @@ class ConsentChanged(_message.Message):
     """True when granted, false when withdrawn."""
     wording_version: _builtins.str
     """The version of the consent wording the user saw."""
+    source: _builtins.str
+    """Where the change came from, for example "web" or "api"."""
     @_builtins.property
     def changed_at(self) -> _timestamp_pb2.Timestamp:
         """When the user changed it."""
@@ -48,10 +51,11 @@ class ConsentChanged(_message.Message):
         granted: _builtins.bool = ...,
         wording_version: _builtins.str = ...,
         changed_at: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "granted", b"granted", "purpose", b"purpose", "user_id", b"user_id", "wording_version", b"wording_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "granted", b"granted", "purpose", b"purpose", "source", b"source", "user_id", b"user_id", "wording_version", b"wording_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

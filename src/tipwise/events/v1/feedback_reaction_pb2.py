@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)tipwise/events/v1/feedback_reaction.proto\x12\x11tipwise.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x01\n\x10\x46\x65\x65\x64\x62\x61\x63kReaction\x12\x17\n\x0ftip_instance_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12-\n\x08reaction\x18\x03 \x01(\x0e\x32\x1b.tipwise.events.v1.Reaction\x12.\n\nreacted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*{\n\x08Reaction\x12\x18\n\x14REACTION_UNSPECIFIED\x10\x00\x12\x11\n\rREACTION_DONE\x10\x01\x12\x13\n\x0fREACTION_SNOOZE\x10\x02\x12\x14\n\x10REACTION_DISMISS\x10\x03\x12\x17\n\x13REACTION_NOT_FOR_ME\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)tipwise/events/v1/feedback_reaction.proto\x12\x11tipwise.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n\x10\x46\x65\x65\x64\x62\x61\x63kReaction\x12\x17\n\x0ftip_instance_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12-\n\x08reaction\x18\x03 \x01(\x0e\x32\x1b.tipwise.events.v1.Reaction\x12.\n\nreacted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\tlearnable\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\x0c\n\n_learnable*{\n\x08Reaction\x12\x18\n\x14REACTION_UNSPECIFIED\x10\x00\x12\x11\n\rREACTION_DONE\x10\x01\x12\x13\n\x0fREACTION_SNOOZE\x10\x02\x12\x14\n\x10REACTION_DISMISS\x10\x03\x12\x17\n\x13REACTION_NOT_FOR_ME\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tipwise.events.v1.feedback_reaction_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REACTION']._serialized_start=255
-  _globals['_REACTION']._serialized_end=378
+  _globals['_REACTION']._serialized_start=293
+  _globals['_REACTION']._serialized_end=416
   _globals['_FEEDBACKREACTION']._serialized_start=98
-  _globals['_FEEDBACKREACTION']._serialized_end=253
+  _globals['_FEEDBACKREACTION']._serialized_end=291
 # @@protoc_insertion_point(module_scope)

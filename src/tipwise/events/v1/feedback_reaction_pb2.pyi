@@ -11,10 +11,10 @@ import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 11):
-    from typing import TypeAlias as _TypeAlias, Never as _Never
+if sys.version_info >= (3, 10):
+    from typing import TypeAlias as _TypeAlias
 else:
-    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+    from typing_extensions import TypeAlias as _TypeAlias
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -52,12 +52,15 @@ class FeedbackReaction(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     REACTION_FIELD_NUMBER: _builtins.int
     REACTED_AT_FIELD_NUMBER: _builtins.int
+    LEARNABLE_FIELD_NUMBER: _builtins.int
     tip_instance_id: _builtins.str
     """The decision reacted to (a UUID)."""
     user_id: _builtins.str
     """The user who reacted (a UUID)."""
     reaction: Global___Reaction.ValueType
     """The reaction."""
+    learnable: _builtins.bool
+    """Whether the learner may learn from it (the person's consents when it was recorded); absent means true."""
     @_builtins.property
     def reacted_at(self) -> _timestamp_pb2.Timestamp:
         """When the reaction was recorded."""
@@ -69,11 +72,14 @@ class FeedbackReaction(_message.Message):
         user_id: _builtins.str = ...,
         reaction: Global___Reaction.ValueType = ...,
         reacted_at: _timestamp_pb2.Timestamp | None = ...,
+        learnable: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["reacted_at", b"reacted_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_learnable", b"_learnable", "learnable", b"learnable", "reacted_at", b"reacted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reacted_at", b"reacted_at", "reaction", b"reaction", "tip_instance_id", b"tip_instance_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_learnable", b"_learnable", "learnable", b"learnable", "reacted_at", b"reacted_at", "reaction", b"reaction", "tip_instance_id", b"tip_instance_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__learnable: _TypeAlias = _typing.Literal["learnable"]  # noqa: Y015
+    _WhichOneofArgType__learnable: _TypeAlias = _typing.Literal["_learnable", b"_learnable"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__learnable) -> _WhichOneofReturnType__learnable | None: ...
 
 Global___FeedbackReaction: _TypeAlias = FeedbackReaction  # noqa: Y015

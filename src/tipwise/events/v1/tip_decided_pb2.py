@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tipwise/events/v1/tip_decided.proto\x12\x11tipwise.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x03\n\nTipDecided\x12\x17\n\x0ftip_instance_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06tip_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x65\x61ture_spec\x18\x06 \x01(\t\x12\x39\n\x06shared\x18\x07 \x03(\x0b\x32).tipwise.events.v1.TipDecided.SharedEntry\x12\x39\n\x06\x61\x63tion\x18\x08 \x03(\x0b\x32).tipwise.events.v1.TipDecided.ActionEntry\x12\x12\n\npropensity\x18\t \x01(\x01\x12.\n\ndecided_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bSharedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0b\x41\x63tionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tipwise/events/v1/tip_decided.proto\x12\x11tipwise.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x03\n\nTipDecided\x12\x17\n\x0ftip_instance_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06tip_id\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x65\x61ture_spec\x18\x06 \x01(\t\x12\x39\n\x06shared\x18\x07 \x03(\x0b\x32).tipwise.events.v1.TipDecided.SharedEntry\x12\x39\n\x06\x61\x63tion\x18\x08 \x03(\x0b\x32).tipwise.events.v1.TipDecided.ActionEntry\x12\x12\n\npropensity\x18\t \x01(\x01\x12.\n\ndecided_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0cpersonalized\x18\x0b \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0emodel_training\x18\x0c \x01(\x08H\x01\x88\x01\x01\x1a-\n\x0bSharedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0b\x41\x63tionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0f\n\r_personalizedB\x11\n\x0f_model_trainingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,9 +37,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIPDECIDED_ACTIONENTRY']._loaded_options = None
   _globals['_TIPDECIDED_ACTIONENTRY']._serialized_options = b'8\001'
   _globals['_TIPDECIDED']._serialized_start=92
-  _globals['_TIPDECIDED']._serialized_end=503
-  _globals['_TIPDECIDED_SHAREDENTRY']._serialized_start=411
-  _globals['_TIPDECIDED_SHAREDENTRY']._serialized_end=456
-  _globals['_TIPDECIDED_ACTIONENTRY']._serialized_start=458
-  _globals['_TIPDECIDED_ACTIONENTRY']._serialized_end=503
+  _globals['_TIPDECIDED']._serialized_end=595
+  _globals['_TIPDECIDED_SHAREDENTRY']._serialized_start=467
+  _globals['_TIPDECIDED_SHAREDENTRY']._serialized_end=512
+  _globals['_TIPDECIDED_ACTIONENTRY']._serialized_start=514
+  _globals['_TIPDECIDED_ACTIONENTRY']._serialized_end=559
 # @@protoc_insertion_point(module_scope)

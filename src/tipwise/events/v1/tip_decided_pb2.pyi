@@ -75,6 +75,8 @@ class TipDecided(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     PROPENSITY_FIELD_NUMBER: _builtins.int
     DECIDED_AT_FIELD_NUMBER: _builtins.int
+    PERSONALIZED_FIELD_NUMBER: _builtins.int
+    MODEL_TRAINING_FIELD_NUMBER: _builtins.int
     tip_instance_id: _builtins.str
     """The decision (a UUID); reactions and deliveries refer to it."""
     user_id: _builtins.str
@@ -89,6 +91,10 @@ class TipDecided(_message.Message):
     """The name of the feature spec `shared` and `action` follow."""
     propensity: _builtins.float
     """The probability with which the policy chose this action."""
+    personalized: _builtins.bool
+    """Whether per-person features were used (the personalization consent); absent means true."""
+    model_training: _builtins.bool
+    """Whether the person allows use in shared model training; absent means true."""
     @_builtins.property
     def shared(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """The context's shared features."""
@@ -114,11 +120,20 @@ class TipDecided(_message.Message):
         action: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         propensity: _builtins.float = ...,
         decided_at: _timestamp_pb2.Timestamp | None = ...,
+        personalized: _builtins.bool | None = ...,
+        model_training: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_model_training", b"_model_training", "_personalized", b"_personalized", "decided_at", b"decided_at", "model_training", b"model_training", "personalized", b"personalized"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "decided_at", b"decided_at", "feature_spec", b"feature_spec", "model_version", b"model_version", "policy", b"policy", "propensity", b"propensity", "shared", b"shared", "tip_id", b"tip_id", "tip_instance_id", b"tip_instance_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model_training", b"_model_training", "_personalized", b"_personalized", "action", b"action", "decided_at", b"decided_at", "feature_spec", b"feature_spec", "model_training", b"model_training", "model_version", b"model_version", "personalized", b"personalized", "policy", b"policy", "propensity", b"propensity", "shared", b"shared", "tip_id", b"tip_id", "tip_instance_id", b"tip_instance_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__model_training: _TypeAlias = _typing.Literal["model_training"]  # noqa: Y015
+    _WhichOneofArgType__model_training: _TypeAlias = _typing.Literal["_model_training", b"_model_training"]  # noqa: Y015
+    _WhichOneofReturnType__personalized: _TypeAlias = _typing.Literal["personalized"]  # noqa: Y015
+    _WhichOneofArgType__personalized: _TypeAlias = _typing.Literal["_personalized", b"_personalized"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__model_training) -> _WhichOneofReturnType__model_training | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__personalized) -> _WhichOneofReturnType__personalized | None: ...
 
 Global___TipDecided: _TypeAlias = TipDecided  # noqa: Y015

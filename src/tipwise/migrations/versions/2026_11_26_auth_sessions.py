@@ -1,7 +1,7 @@
 """auth sessions: server-side sessions, rotated refresh tokens, failed sign-ins
 
 Revision ID: 2026_11_26_auth_sessions
-Revises: 2026_11_26_event_trace_ids
+Revises: 2026_11_26_preferences_consents
 Create Date: 2026-11-26 09:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tipwise.kernel.db
 
 revision: str = "2026_11_26_auth_sessions"
-down_revision: str | None = "2026_11_26_event_trace_ids"
+down_revision: str | None = "2026_11_26_preferences_consents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

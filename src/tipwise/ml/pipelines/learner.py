@@ -7,6 +7,11 @@ It consumes the event log in order:
 - `reward.defaulted`: the learner's own verdict that a decision got no reaction
   within the reward wait; learn the default reward.
 
+Consent: a decision made without the personalization or the model-training
+consent (`TipDecided.learnable` false) is never remembered, so nothing is
+learned from it; a reaction recorded after such a withdrawal
+(`FeedbackReaction.learnable` false) drops its pending decision unlearned.
+
 `expire` only *publishes* `reward.defaulted`; the reward is applied when that
 event comes off the log. So everything learned is a pure function of the log
 order, and `replay` rebuilds the same models bit for bit. A reaction that comes
@@ -76,6 +81,7 @@ class Outcome:
     reactions: int = 0
     timeouts: int = 0
     late: int = 0
+    withheld: int = 0
     last_reaction_at: datetime | None = None
 
 
@@ -91,6 +97,9 @@ def join(
     for event in batch:
         if event.type == events.TIP_DECIDED:
             decided = TipDecided.from_message(event.message(events.messages.TipDecided))
+            if not decided.learnable:
+                outcome.withheld += 1
+                continue
             remember(
                 Pending(
                     tip_instance_id=decided.tip_instance_id,
@@ -103,6 +112,9 @@ def join(
         elif event.type == events.FEEDBACK_REACTION:
             reaction = FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
             pending = take(reaction.tip_instance_id)
+            if not reaction.learnable:
+                outcome.withheld += pending is not None
+                continue
             if pending is None:
                 outcome.late += 1
                 continue
@@ -253,6 +265,8 @@ class Learner:
         if outcome.late:
             self._metrics.late_rewards.inc(outcome.late)
             log.info("late_rewards_ignored", count=outcome.late)
+        if outcome.withheld:
+            log.info("examples_withheld_for_consent", count=outcome.withheld)
         if outcome.reactions:
             self._metrics.rewards.labels(source="reaction").inc(outcome.reactions)
         if outcome.timeouts:

@@ -257,9 +257,14 @@ def evaluate(
     live: str | None = None,
     estimators: Sequence[Estimator] = DEFAULT_ESTIMATORS,
 ) -> EvaluationReport:
-    """Read the decision log since `since` from the recommender and evaluate every policy on it."""
+    """Read the decision log since `since` from the recommender and evaluate every policy on it.
+
+    Decisions of people who did not grant model training are left out: the
+    evaluation fits a reward model and chooses the shared policy, which is
+    aggregate training.
+    """
     return build_report(
-        recommender.logged_decisions(since=since),
+        [decision for decision in recommender.logged_decisions(since=since) if decision.model_training],
         rewards=rewards,
         now=now,
         since=since,

@@ -1,4 +1,23 @@
-"""The features a decision is made on: about the moment, the person, and each tip."""
+"""The features a decision is made on: about the moment, the person, and each tip.
+
+Purpose binding: every feature is declared with the consent purpose it needs
+(`FEATURE_PURPOSES`). The assembler computes a group of features only when its
+purpose is granted, and then drops any feature whose purpose is not granted, so
+the context a policy sees, the `context_snapshot` stored with the decision and
+the `tip.decided` event never hold a feature the person has not consented to.
+
+| features                                             | purpose           |
+|------------------------------------------------------|-------------------|
+| bias, tod=*, weekend, work_hours (local time)        | none: context     |
+| category=*, effort=*, minutes, fits_time_of_day      | none: the tip     |
+| send_nothing                                         | none: the option  |
+| user_category_shown, user_category_<reaction>        | personalization   |
+
+The local time comes from the time zone the person set to use the service at
+all, and says nothing learned about them, so it needs no consent. Features
+from calendar or activity signals, once connectors exist, go into their own
+group declared with `Purpose.CALENDAR_SIGNALS` / `Purpose.ACTIVITY_SIGNALS`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +29,7 @@ from datetime import datetime
 
 from tipwise.advice import Category, Effort, TimeOfDay, Tip, time_of_day
 from tipwise.ml.serving import FeatureSpec
+from tipwise.profile import Purpose
 from tipwise.recommender.domain.candidates import PastShow
 from tipwise.recommender.domain.reactions import Reaction
 
@@ -23,15 +43,34 @@ SEND_NOTHING = "send-nothing"
 
 SHARED = ("bias", *(f"tod={t}" for t in _TIMES), "weekend", "work_hours")
 CATEGORY_ONE_HOT = tuple(f"category={c}" for c in _CATEGORIES)
-ACTION = (
-    "send_nothing",
-    *CATEGORY_ONE_HOT,
-    *(f"effort={e}" for e in Effort),
-    "minutes",
-    "fits_time_of_day",
-    "user_category_shown",
-    *(f"user_category_{r}" for r in _REACTIONS),
-)
+TIP_FEATURES = ("send_nothing", *CATEGORY_ONE_HOT, *(f"effort={e}" for e in Effort), "minutes", "fits_time_of_day")
+PERSONAL_FEATURES = ("user_category_shown", *(f"user_category_{r}" for r in _REACTIONS))
+ACTION = (*TIP_FEATURES, *PERSONAL_FEATURES)
+
+# The consent purpose each feature needs; None: about the moment or the tip, no consent needed.
+FEATURE_PURPOSES: dict[str, Purpose | None] = {
+    **dict.fromkeys(SHARED, None),
+    **dict.fromkeys(TIP_FEATURES, None),
+    **dict.fromkeys(PERSONAL_FEATURES, Purpose.PERSONALIZATION),
+}
+
+
+class UndeclaredFeature(ValueError):
+    """A feature was built without declaring the purpose it needs: a programming error, never served."""
+
+
+def bind(features: dict[str, float], granted: frozenset[Purpose]) -> dict[str, float]:
+    """Return `features` without those whose purpose is not in `granted`; raise on an undeclared feature."""
+    kept = {}
+    for name, value in features.items():
+        try:
+            purpose = FEATURE_PURPOSES[name]
+        except KeyError:
+            raise UndeclaredFeature(f"feature {name!r} has no declared consent purpose") from None
+        if purpose is None or purpose in granted:
+            kept[name] = value
+    return kept
+
 
 FEATURE_SPEC = FeatureSpec(
     name="tipwise.tips/v2",
@@ -71,25 +110,44 @@ class Context:
 
     shared: dict[str, float]
     actions: dict[str, dict[str, float]]
+    # The purposes the person granted when the features were built (an audit trail of the binding).
+    purposes: frozenset[Purpose] = frozenset()
+
+    @property
+    def personalized(self) -> bool:
+        return Purpose.PERSONALIZATION in self.purposes
 
     def snapshot(self) -> dict[str, object]:
         """Return the JSON form stored with the decision (train/serve parity)."""
-        return {"feature_spec": FEATURE_SPEC.name, "shared": self.shared, "actions": self.actions}
+        return {
+            "feature_spec": FEATURE_SPEC.name,
+            "shared": self.shared,
+            "actions": self.actions,
+            "purposes": sorted(self.purposes),
+        }
 
 
 class FeatureAssembler:
     """Builds the decision context from the local time, the person's history and the candidates.
 
     A tip's own features never change, so they are computed once per tip and
-    reused; the person's features are computed once per category.
+    reused; the person's features are computed once per category, and only
+    with the personalization consent (see the module docstring).
     """
 
     def __init__(self) -> None:
         self._static: dict[str, tuple[Tip, dict[str, float]]] = {}
 
     def assemble(
-        self, *, local_now: datetime, history: Sequence[PastShow], tips: Sequence[Tip], allow_nothing: bool = False
+        self,
+        *,
+        local_now: datetime,
+        history: Sequence[PastShow],
+        tips: Sequence[Tip],
+        purposes: frozenset[Purpose],
+        allow_nothing: bool = False,
     ) -> Context:
+        """Return the context for a decision, holding only features whose purpose is in `purposes`."""
         moment = time_of_day(local_now)
         weekend = local_now.weekday() >= 5
         shared = {"bias": 1.0, f"tod={moment}": 1.0}
@@ -97,17 +155,19 @@ class FeatureAssembler:
             shared["weekend"] = 1.0
         if not weekend and 9 <= local_now.hour < 17:
             shared["work_hours"] = 1.0
-        stats = category_stats(history)
-        personal = {category: self._personal(stats.get(category, CategoryStats())) for category in _CATEGORIES}
+        personal: dict[Category, dict[str, float]] = {category: {} for category in _CATEGORIES}
+        if Purpose.PERSONALIZATION in purposes:
+            stats = category_stats(history)
+            personal = {category: self._personal(stats.get(category, CategoryStats())) for category in _CATEGORIES}
         actions = {}
         for tip in tips:
             features = {**self._static_features(tip), **personal[tip.category]}
             if moment in tip.times_of_day:
                 features["fits_time_of_day"] = 1.0
-            actions[tip.id] = features
+            actions[tip.id] = bind(features, purposes)
         if allow_nothing:
-            actions[SEND_NOTHING] = {"send_nothing": 1.0}
-        return Context(shared=shared, actions=actions)
+            actions[SEND_NOTHING] = bind({"send_nothing": 1.0}, purposes)
+        return Context(shared=bind(shared, purposes), actions=actions, purposes=purposes)
 
     def _static_features(self, tip: Tip) -> dict[str, float]:
         # Keyed by id, checked by identity: hashing the whole frozen tip costs more than the lookup saves.
