@@ -302,7 +302,7 @@ class TestPreferences:
             response = client.post("/v1/tips/next", headers=headers)
             assert response.status_code == 200
             categories.add(response.json()["tip"]["category"])
-            clock.advance(timedelta(minutes=10))
+            clock.advance(timedelta(minutes=2))
         assert categories == {"finance"}
 
     def test_when_nothing_is_eligible_the_answer_is_204(self, client: TestClient) -> None:

@@ -1,16 +1,27 @@
-"""Auth: local accounts, password hashing, bearer access tokens, sign-in through OIDC providers."""
+"""Auth: local accounts, server-side sessions, bearer access tokens, refresh tokens, OIDC sign-in."""
 
-from tipwise.auth.contracts import Account, Principal, RegisterRequest, Role
-from tipwise.auth.endpoints import build_router, principal_dependency
+from tipwise.auth.contracts import (
+    Account,
+    IssuedTokens,
+    LoginMethod,
+    Principal,
+    RegisterRequest,
+    Role,
+    SessionInfo,
+)
+from tipwise.auth.endpoints import PUBLIC_ROUTES, build_router, client_of, principal_dependency
 from tipwise.auth.facade import AuthFacade
 from tipwise.auth.oidc import OidcLoginFailed, OidcProviderInfo, OidcProviders, OidcStart
 from tipwise.auth.oidc_settings import OidcProviderConfig, OidcSettings
 from tipwise.auth.settings import AuthSettings
 
 __all__ = [
+    "PUBLIC_ROUTES",
     "Account",
     "AuthFacade",
     "AuthSettings",
+    "IssuedTokens",
+    "LoginMethod",
     "OidcLoginFailed",
     "OidcProviderConfig",
     "OidcProviderInfo",
@@ -20,6 +31,8 @@ __all__ = [
     "Principal",
     "RegisterRequest",
     "Role",
+    "SessionInfo",
     "build_router",
+    "client_of",
     "principal_dependency",
 ]
