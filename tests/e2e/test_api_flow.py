@@ -327,7 +327,7 @@ class TestPreferences:
 class TestOperations:
     def test_health_readiness_and_metrics(self, client: TestClient) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/readyz").json() == {"status": "ok", "database": "ok"}
+        assert client.get("/readyz").json() == {"status": "ok", "database": "ok", "event_bus": "embedded"}
         headers = sign_up(client, "ops@example.com")
         client.post("/v1/tips/next", headers=headers)
         text = client.get("/metrics").text
