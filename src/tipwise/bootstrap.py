@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
-
-from argon2 import PasswordHasher
 
 from tipwise import events, migrations
 from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
-from tipwise.auth import AuthFacade, AuthPersonalData, AuthSettings, OidcProviders, OidcSettings
-from tipwise.auth.service import AccountService, TokenService
+from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
 from tipwise.events import EmbeddedBus, EventsPersonalData, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import Clock, SystemClock
@@ -131,11 +128,10 @@ def build(
         db=db, library=load_library(settings.advice_library or DEFAULT_LIBRARY), clock=clock
     )
     secret_key = settings.resolved_secret_key()
-    hasher = PasswordHasher(time_cost=auth_settings.argon2_time_cost, memory_cost=auth_settings.argon2_memory_cost_kib)
-    auth = AuthFacade(
+    auth = AuthFacade.create(
         db=db,
-        accounts=AccountService(hasher=hasher),
-        tokens=TokenService(secret=secret_key, ttl=timedelta(seconds=auth_settings.token_ttl_seconds), clock=clock),
+        settings=auth_settings,
+        secret_key=secret_key,
         clock=clock,
         oidc=OidcProviders.from_settings(oidc_settings or OidcSettings(), clock=clock),
     )
@@ -214,6 +210,7 @@ def build(
         worker.add_job(learner.expire)
         worker.add_job(learner.snapshot_if_due)
         worker.add_job(report_lag)
+        worker.add_job(auth.purge)
     retention = Retention(db=db, clock=clock, settings=retention_settings)
     if role in ("all", "learner"):
         worker.add_job(retention)
@@ -233,7 +230,7 @@ def build(
         db=db,
         clock=clock,
         ports=[
-            AuthPersonalData(),
+            auth.personal_data(),
             ProfilePersonalData(),
             RecommenderPersonalData(),
             LearnerPersonalData(),

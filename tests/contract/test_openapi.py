@@ -25,8 +25,8 @@ class TestOpenApiDocument:
     def test_served_document_is_the_committed_one(self, client: TestClient) -> None:
         assert client.get("/openapi.json").json() == _committed()
 
-    def test_every_v1_route_but_registration_and_token_requires_a_bearer_token(self) -> None:
-        open_routes = {"/v1/auth/register", "/v1/auth/token"}
+    def test_every_v1_route_but_registration_token_and_refresh_requires_a_bearer_token(self) -> None:
+        open_routes = {"/v1/auth/register", "/v1/auth/token", "/v1/auth/refresh"}
         for path, operations in _committed()["paths"].items():
             if not path.startswith("/v1/") or path in open_routes:
                 continue
@@ -35,4 +35,13 @@ class TestOpenApiDocument:
 
     def test_web_pages_stay_out_of_the_api_contract(self) -> None:
         paths = set(_committed()["paths"])
-        assert not {"/", "/signin", "/signup", "/history", "/preferences"} & paths
+        assert not {"/", "/signin", "/signup", "/history", "/preferences", "/sessions"} & paths
+
+    def test_token_and_refresh_answer_with_access_and_refresh_tokens(self) -> None:
+        document = _committed()
+        token_out = document["components"]["schemas"]["TokenOut"]
+        assert set(token_out["required"]) == {"access_token", "expires_in", "refresh_token"}
+        for path in ("/v1/auth/token", "/v1/auth/refresh"):
+            ok = document["paths"][path]["post"]["responses"]["200"]
+            assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TokenOut"}
+        assert "429" in document["paths"]["/v1/auth/token"]["post"]["responses"]

@@ -302,7 +302,7 @@ class TestPreferences:
             response = client.post("/v1/tips/next", headers=headers)
             assert response.status_code == 200
             categories.add(response.json()["tip"]["category"])
-            clock.advance(timedelta(minutes=10))
+            clock.advance(timedelta(minutes=2))
         assert categories == {"finance"}
 
     def test_when_nothing_is_eligible_the_answer_is_204(self, client: TestClient) -> None:
@@ -327,7 +327,7 @@ class TestPreferences:
 class TestOperations:
     def test_health_readiness_and_metrics(self, client: TestClient) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/readyz").json() == {"status": "ok", "database": "ok"}
+        assert client.get("/readyz").json() == {"status": "ok", "database": "ok", "event_bus": "embedded"}
         headers = sign_up(client, "ops@example.com")
         client.post("/v1/tips/next", headers=headers)
         text = client.get("/metrics").text

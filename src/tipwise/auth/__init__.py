@@ -1,7 +1,15 @@
-"""Auth: local accounts, password hashing, bearer access tokens, sign-in through OIDC providers."""
+"""Auth: local accounts, server-side sessions, bearer access tokens, refresh tokens, OIDC sign-in."""
 
-from tipwise.auth.contracts import Account, Principal, RegisterRequest, Role
-from tipwise.auth.endpoints import build_router, principal_dependency
+from tipwise.auth.contracts import (
+    Account,
+    IssuedTokens,
+    LoginMethod,
+    Principal,
+    RegisterRequest,
+    Role,
+    SessionInfo,
+)
+from tipwise.auth.endpoints import PUBLIC_ROUTES, build_router, client_of, principal_dependency
 from tipwise.auth.facade import AuthFacade
 from tipwise.auth.oidc import OidcLoginFailed, OidcProviderInfo, OidcProviders, OidcStart
 from tipwise.auth.oidc_settings import OidcProviderConfig, OidcSettings
@@ -9,10 +17,13 @@ from tipwise.auth.privacy import AuthPersonalData
 from tipwise.auth.settings import AuthSettings
 
 __all__ = [
+    "PUBLIC_ROUTES",
     "Account",
     "AuthFacade",
     "AuthPersonalData",
     "AuthSettings",
+    "IssuedTokens",
+    "LoginMethod",
     "OidcLoginFailed",
     "OidcProviderConfig",
     "OidcProviderInfo",
@@ -22,6 +33,8 @@ __all__ = [
     "Principal",
     "RegisterRequest",
     "Role",
+    "SessionInfo",
     "build_router",
+    "client_of",
     "principal_dependency",
 ]

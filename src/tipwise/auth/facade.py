@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from argon2 import PasswordHasher
+
 from tipwise.auth import oidc_service
-from tipwise.auth.contracts import Account, Principal, Role
+from tipwise.auth.contracts import Account, IssuedTokens, LoginMethod, Principal, Role, SessionInfo
 from tipwise.auth.oidc import (
     OidcLoginFailed,
     OidcProvider,
@@ -17,17 +20,34 @@ from tipwise.auth.oidc import (
     apple_user_name,
     new_secret,
 )
-from tipwise.auth.service import AccountService, TokenService
+from tipwise.auth.privacy import AuthPersonalData
+from tipwise.auth.service import (
+    AccountService,
+    Live,
+    LoginThrottle,
+    RefreshResult,
+    RevokeReason,
+    SessionCache,
+    SessionService,
+    TokenService,
+)
+from tipwise.auth.settings import AuthSettings
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
-from tipwise.kernel.errors import NotFound, Unauthorized
+from tipwise.kernel.errors import NotFound, TooManyRequests, Unauthorized
 from tipwise.kernel.logging import get_logger
 
 log = get_logger(__name__)
+# `last_used_at` is written at most this often per session, so checking a session stays a read.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Ended sessions and old failed sign-ins are deleted this long after they stop mattering.
+KEEP_ENDED = timedelta(days=7)
+PURGE_EVERY = timedelta(hours=1)
+SESSION_ENDED = "the session has ended; sign in again"
 
 
 class AuthFacade:
-    """Accounts and tokens; each call is one unit of work."""
+    """Accounts, sessions and tokens; each call is one unit of work."""
 
     def __init__(
         self,
@@ -35,18 +55,58 @@ class AuthFacade:
         db: Database,
         accounts: AccountService,
         tokens: TokenService,
+        sessions: SessionService,
+        throttle: LoginThrottle,
+        cache: SessionCache,
         clock: Clock,
         oidc: OidcProviders | None = None,
     ) -> None:
         self._db = db
         self._accounts = accounts
         self._tokens = tokens
+        self._sessions = sessions
+        self._throttle = throttle
+        self._cache = cache
         self._clock = clock
         self._oidc = oidc
+        self._purged_at: datetime | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        db: Database,
+        settings: AuthSettings,
+        secret_key: str,
+        clock: Clock,
+        oidc: OidcProviders | None = None,
+    ) -> AuthFacade:
+        """Wire the auth module from its settings."""
+        hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_cost_kib)
+        return cls(
+            db=db,
+            accounts=AccountService(hasher=hasher),
+            tokens=TokenService(secret=secret_key, ttl=timedelta(seconds=settings.token_ttl_seconds), clock=clock),
+            sessions=SessionService(lifetime=timedelta(days=settings.session_ttl_days)),
+            throttle=LoginThrottle(
+                per_email=settings.login_failures_per_email,
+                per_ip=settings.login_failures_per_ip,
+                window=timedelta(seconds=settings.login_failure_window_seconds),
+            ),
+            cache=SessionCache(ttl=timedelta(seconds=settings.session_check_cache_seconds)),
+            clock=clock,
+            oidc=oidc,
+        )
 
     @property
     def token_ttl_seconds(self) -> int:
         return self._tokens.ttl_seconds
+
+    @property
+    def session_ttl_seconds(self) -> int:
+        return int(self._sessions.lifetime.total_seconds())
+
+    # Accounts
 
     def register(self, *, email: str, password: str) -> Account:
         """Create a local account; raises `Conflict` when the email is taken."""
@@ -56,7 +116,7 @@ class AuthFacade:
             return self._accounts.register(session, email=email, password_hash=password_hash, now=self._clock.now())
 
     def authenticate(self, *, email: str, password: str) -> Account:
-        """Return the account for these credentials; raises `Unauthorized` otherwise."""
+        """Return the account for these credentials; raises `Unauthorized` otherwise (not throttled: see `login`)."""
         with self._db.read() as session:
             return self._accounts.authenticate(session, email=email, password=password)
 
@@ -65,23 +125,168 @@ class AuthFacade:
         with self._db.write() as session:
             return self._accounts.set_role(session, email=email, role=role)
 
+    def personal_data(self) -> AuthPersonalData:
+        """Return this module's export and erasure port; its erasure also ends the cached sessions here."""
+        return AuthPersonalData(cache=self._cache)
+
     def account(self, *, user_id: UUID) -> Account | None:
         with self._db.read() as session:
             return self._accounts.get(session, user_id)
 
-    def issue_token(self, *, account: Account) -> str:
-        return self._tokens.issue(account)
+    # Signing in
+
+    def login(self, *, email: str, password: str, user_agent: str | None = None, ip: str | None = None) -> IssuedTokens:
+        """Sign in with a password and start a session.
+
+        Raises `TooManyRequests` while the email or the client IP has too many recent failures
+        (even for the right password), `Unauthorized` for wrong credentials.
+        """
+        now = self._clock.now()
+        with self._db.read() as session:
+            retry_after = self._throttle.retry_after(session, email=email, ip=ip, now=now)
+        if retry_after is not None:
+            log.warning("login_throttled", ip=ip, retry_after=retry_after)
+            raise TooManyRequests(
+                f"too many failed sign-ins; try again in {retry_after} seconds", retry_after=retry_after
+            )
+        try:
+            account = self.authenticate(email=email, password=password)
+        except Unauthorized:
+            with self._db.write() as session:
+                self._throttle.record_failure(session, email=email, ip=ip, now=self._clock.now())
+            log.info("login_failed", ip=ip)
+            raise
+        with self._db.write() as session:
+            self._throttle.reset(session, email=email)
+        return self.start_session(account.id, method=LoginMethod.PASSWORD, user_agent=user_agent, ip=ip)
+
+    def start_session(
+        self, account_id: UUID, *, method: str, user_agent: str | None = None, ip: str | None = None
+    ) -> IssuedTokens:
+        """Start a server-side session for an account that has just proven who it is.
+
+        Every way of signing in ends here (password: `login`; OIDC: the identity callback), so each
+        session is listed under `GET /v1/me/sessions` and can be revoked. `method` is a `LoginMethod`
+        value; raises `NotFound` for an unknown account.
+        """
+        login_method = LoginMethod(method)
+        with self._db.write() as session:
+            started = self._sessions.start(
+                session,
+                account_id=account_id,
+                method=login_method,
+                user_agent=user_agent,
+                ip=ip,
+                now=self._clock.now(),
+            )
+        log.info("session_started", account_id=str(account_id), session_id=str(started.info.id), method=method)
+        return self._issue(started.account, session_id=started.info.id, refresh_token=started.refresh_token)
+
+    def refresh(self, *, refresh_token: str) -> IssuedTokens:
+        """Exchange a refresh token for a new access token and a new refresh token.
+
+        The old refresh token stops working. Presenting one that was already exchanged revokes
+        the whole session (whoever holds its tokens is signed out) and raises `Unauthorized`.
+        """
+        with self._db.write() as session:
+            outcome = self._sessions.rotate(session, refresh_token=refresh_token, now=self._clock.now())
+        if outcome.result is RefreshResult.REUSED and outcome.session_id is not None:
+            self._cache.forget(outcome.session_id)
+            log.warning("security.refresh_token_reused", session_id=str(outcome.session_id), action="session_revoked")
+            raise Unauthorized("this refresh token was already used; the session is revoked, sign in again")
+        if (
+            outcome.result is not RefreshResult.ROTATED
+            or outcome.account is None
+            or outcome.session_id is None
+            or outcome.refresh_token is None
+        ):
+            raise Unauthorized("the refresh token is not valid")
+        return self._issue(outcome.account, session_id=outcome.session_id, refresh_token=outcome.refresh_token)
+
+    def _issue(self, account: Account, *, session_id: UUID, refresh_token: str) -> IssuedTokens:
+        return IssuedTokens(
+            access_token=self._tokens.issue(account, session_id=session_id),
+            refresh_token=refresh_token,
+            expires_in=self._tokens.ttl_seconds,
+            session_id=session_id,
+            account_id=account.id,
+            role=account.role,
+        )
+
+    # Checking a request
 
     def verify_token(self, *, token: str) -> Principal:
         """Return the principal a bearer token stands for; raises `Unauthorized` otherwise.
 
-        A token of an account that was deleted is refused, though its signature is still valid.
+        The token's session must still be live: a revoked session's tokens stop working at once in
+        this process, and within `session_check_cache_seconds` in any other. The role is the
+        account's current one.
         """
-        principal = self._tokens.verify(token)
-        with self._db.read() as session:
-            if self._accounts.get(session, principal.user_id) is None:
-                raise Unauthorized("the account of this token no longer exists")
+        claimed = self._tokens.verify(token)
+        principal = self.session_principal(session_id=claimed.session_id) if claimed.session_id else None
+        if principal is None or principal.user_id != claimed.user_id:
+            raise Unauthorized(SESSION_ENDED)
         return principal
+
+    def session_principal(self, *, session_id: UUID) -> Principal | None:
+        """Return who is signed in through this session, or None when it is unknown, revoked or expired."""
+        now = self._clock.now()
+        hit, live = self._cache.get(session_id, now=now)
+        if not hit:
+            live = self._look_up(session_id)
+        return live.principal if live is not None else None
+
+    def _look_up(self, session_id: UUID) -> Live | None:
+        now = self._clock.now()
+        with self._db.read() as session:
+            live = self._sessions.live(session, session_id=session_id, now=now)
+        if live is not None and now - live.last_used_at >= LAST_USED_RESOLUTION:
+            with self._db.write() as session:
+                self._sessions.touch(session, session_id=session_id, now=now)
+        self._cache.put(session_id, live, now=now)
+        return live
+
+    # Managing sessions
+
+    def sessions(self, *, user_id: UUID) -> list[SessionInfo]:
+        """Return the account's live sessions, most recently used first."""
+        with self._db.read() as session:
+            return self._sessions.active(session, account_id=user_id, now=self._clock.now())
+
+    def revoke_session(self, *, user_id: UUID, session_id: UUID) -> None:
+        """Revoke one of the account's sessions; `NotFound` when it has none with this id."""
+        self._revoke(user_id=user_id, session_id=session_id, reason=RevokeReason.BY_USER)
+
+    def logout(self, *, principal: Principal) -> None:
+        """End the session the principal came through."""
+        if principal.session_id is None:
+            raise Unauthorized(SESSION_ENDED)
+        self._revoke(user_id=principal.user_id, session_id=principal.session_id, reason=RevokeReason.LOGOUT)
+
+    def _revoke(self, *, user_id: UUID, session_id: UUID, reason: RevokeReason) -> None:
+        with self._db.write() as session:
+            found = self._sessions.revoke(
+                session, session_id=session_id, account_id=user_id, reason=reason, now=self._clock.now()
+            )
+        if not found:
+            raise NotFound("no such session")
+        self._cache.forget(session_id)
+        log.info("session_revoked", account_id=str(user_id), session_id=str(session_id), reason=reason.value)
+
+    def purge(self) -> int:
+        """Delete sessions that ended a while ago and old failed sign-ins, at most hourly (a periodic job).
+
+        Returns 0: nothing here publishes events, so the worker need not drain again.
+        """
+        now = self._clock.now()
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return 0
+        with self._db.write() as session:
+            deleted = self._sessions.purge(session, now=now, keep=KEEP_ENDED)
+        self._purged_at = now
+        if deleted:
+            log.info("auth_purged", rows=deleted)
+        return 0
 
     # -- OIDC login -----------------------------------------------------------------------------
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from tipwise.auth.models import UserRow
+from tipwise.auth.models import LoginFailureRow, RefreshTokenRow, SessionRow, UserRow
 
 
 def by_email(session: Session, email: str) -> UserRow | None:
@@ -18,6 +20,68 @@ def by_id(session: Session, user_id: UUID) -> UserRow | None:
     return session.get(UserRow, user_id)
 
 
-def add(session: Session, row: UserRow) -> None:
+def add(session: Session, row: UserRow | SessionRow | RefreshTokenRow | LoginFailureRow) -> None:
     session.add(row)
     session.flush()
+
+
+def session_with_account(session: Session, session_id: UUID) -> tuple[SessionRow, UserRow] | None:
+    """Return a session and its account, in one query."""
+    found = session.execute(
+        select(SessionRow, UserRow)
+        .join(UserRow, UserRow.id == SessionRow.account_id)
+        .where(SessionRow.id == session_id)
+    ).first()
+    return (found[0], found[1]) if found else None
+
+
+def session_by_id(session: Session, session_id: UUID, *, for_update: bool = False) -> SessionRow | None:
+    return session.get(SessionRow, session_id, with_for_update=for_update)
+
+
+def active_sessions(session: Session, account_id: UUID, *, now: datetime) -> Sequence[SessionRow]:
+    """Return the account's sessions that are neither revoked nor expired, most recently used first."""
+    return session.scalars(
+        select(SessionRow)
+        .where(SessionRow.account_id == account_id, SessionRow.revoked_at.is_(None), SessionRow.expires_at > now)
+        .order_by(SessionRow.last_used_at.desc(), SessionRow.id.desc())
+    ).all()
+
+
+def touch_session(session: Session, session_id: UUID, *, now: datetime) -> None:
+    session.execute(update(SessionRow).where(SessionRow.id == session_id).values(last_used_at=now))
+
+
+def refresh_token(session: Session, token_hash: str) -> RefreshTokenRow | None:
+    """Return the refresh token with this hash, locked until the transaction ends (one rotation wins)."""
+    return session.get(RefreshTokenRow, token_hash, with_for_update=True)
+
+
+def failures_since(session: Session, key_hashes: Sequence[str], since: datetime) -> dict[str, list[datetime]]:
+    """Return, per key, the times of its failed sign-ins after `since`, oldest first."""
+    rows = session.execute(
+        select(LoginFailureRow.key_hash, LoginFailureRow.failed_at)
+        .where(LoginFailureRow.key_hash.in_(key_hashes), LoginFailureRow.failed_at > since)
+        .order_by(LoginFailureRow.failed_at)
+    ).all()
+    found: dict[str, list[datetime]] = {key: [] for key in key_hashes}
+    for key, at in rows:
+        found[key].append(at)
+    return found
+
+
+def forget_failures(session: Session, key_hash: str) -> None:
+    session.execute(delete(LoginFailureRow).where(LoginFailureRow.key_hash == key_hash))
+
+
+def purge(session: Session, *, failures_before: datetime, sessions_ended_before: datetime) -> int:
+    """Delete failed sign-ins older than `failures_before` and sessions (with their tokens) that ended earlier."""
+    failures = session.execute(delete(LoginFailureRow).where(LoginFailureRow.failed_at < failures_before))
+    ended = select(SessionRow.id).where(
+        (SessionRow.expires_at < sessions_ended_before) | (SessionRow.revoked_at < sessions_ended_before)
+    )
+    ended_ids = list(session.scalars(ended))
+    if ended_ids:
+        session.execute(delete(RefreshTokenRow).where(RefreshTokenRow.session_id.in_(ended_ids)))
+        session.execute(delete(SessionRow).where(SessionRow.id.in_(ended_ids)))
+    return int(getattr(failures, "rowcount", 0) or 0) + len(ended_ids)

@@ -1,11 +1,11 @@
 """`tipwise bench events`: events through outbox -> bus -> learner, and reaction-to-use time.
 
-Throughput: a producer writes decision/reaction event pairs into the outbox of a fresh PostgreSQL
-database, in transactions of 500, while the bus carries them to the learner, which applies each
-with its tracking row. Embedded: one worker thread relays into the database log and feeds the
-learner, as `tipwise serve` does. Scaled: `tipwise relay` and `tipwise learner` run as processes of
-their own and the events travel on NATS JetStream. The rate is events the learner applied per
-second, from the first write to the last tracking row.
+Throughput: decision/reaction event pairs fill the outbox of a fresh PostgreSQL database; then
+the bus carries them to the learner, which applies each with its tracking row. Embedded: one
+worker relays into the database log and feeds the learner, as `tipwise serve` does. Scaled:
+`tipwise relay` and `tipwise learner` run as processes of their own and the events travel on NATS
+JetStream. The rate is events applied per second, from the relay's first publish to the
+learner's last tracking row (both timestamps from the database rows).
 
 Reaction to use: over HTTP, a person gets a tip, reacts, and asks for tips until one is decided
 with a model version that counts the reaction. Embedded is `tipwise serve` on SQLite; scaled is
@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -74,7 +73,7 @@ def events_benchmark(
 
 def throughput(postgres_url: str, nats_url: str | None, pairs: int) -> Result:
     from tipwise import migrations
-    from tipwise.events.models import TrackingRow
+    from tipwise.events.models import OutboxRow, TrackingRow
     from tipwise.kernel.db import Database
 
     kind = "scaled (NATS, relay + learner processes)" if nats_url else "embedded (database log, worker thread)"
@@ -82,27 +81,32 @@ def throughput(postgres_url: str, nats_url: str | None, pairs: int) -> Result:
         db = Database.connect(url)
         migrations.upgrade(db)
         env = _environment(url, Path(tmp), nats_url)
+        total = 2 * pairs
+        # The outbox is filled first, as a burst of committed decisions and reactions would leave
+        # it; the clock runs from the relay's first publish to the learner's last tracking row.
+        _produce(db, pairs)
+
+        def applied() -> int:
+            with db.read() as session:
+                return session.scalar(select(func.count()).select_from(TrackingRow)) or 0
+
         with _workers(env, nats_url is not None, Path(tmp)) as wait_ready:
             wait_ready()
-            total = 2 * pairs
-
-            def applied() -> int:
-                with db.read() as session:
-                    return session.scalar(select(func.count()).select_from(TrackingRow)) or 0
-
-            started = time.perf_counter()
+            waited = time.perf_counter()
             with progress() as bar:
                 task = bar.add_task(f"{kind}: learning", total=total)
-                producer = threading.Thread(target=_produce, args=(db, pairs), daemon=True)
-                producer.start()
                 while (done := applied()) < total:
                     bar.update(task, completed=done)
                     time.sleep(0.05)
-                    if time.perf_counter() - started > 600:
+                    if time.perf_counter() - waited > 600:
                         raise RuntimeError(f"the learner applied only {done} of {total} events in 10 minutes")
-            seconds = time.perf_counter() - started
-            producer.join()
+        with db.read() as session:
+            first = session.scalar(select(func.min(OutboxRow.published_at)))
+            last = session.scalar(select(func.max(TrackingRow.applied_at)))
         db.dispose()
+    if first is None or last is None:
+        raise RuntimeError("no event was published and applied")
+    seconds = (last - first).total_seconds()
     console.print(f"{kind}: {total} events in {seconds:.2f} s")
     return Result(
         name=f"events/s {kind}",
@@ -215,7 +219,8 @@ def reaction_to_use(postgres_url: str, nats_url: str | None, reactions: int) -> 
     with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp, _fresh_database(postgres_url) as url:
         port = _free_port()
         env = _environment(url if nats_url else None, Path(tmp), nats_url)
-        env |= {"TIPWISE_PORT": str(port), "TIPWISE_HOST": "127.0.0.1"}
+        # Every poll is a decision: keep every tip eligible, or the library runs out.
+        env |= {"TIPWISE_PORT": str(port), "TIPWISE_HOST": "127.0.0.1", "TIPWISE_RECOMMENDER_RECENT_WINDOW_HOURS": "0"}
         command = [sys.executable, "-m", "tipwise", "up"]
         if nats_url:
             command += ["--scaled", "--scorer-port", str(_free_port())]
@@ -265,7 +270,9 @@ def _time_reactions(base: str, reactions: int, kind: str) -> list[int]:
                 json={"tip_instance_id": decision["tip_instance_id"], "reaction": "done", "idempotency_key": f"k{n}"},
             ).raise_for_status()
             while True:
-                nxt = client.post("/v1/tips/next", headers=headers, json={"explore": False}).json()
+                polled = client.post("/v1/tips/next", headers=headers, json={"explore": False})
+                polled.raise_for_status()
+                nxt = polled.json()
                 if int(nxt["model_version"]) > version:
                     samples.append(time.perf_counter_ns() - started)
                     version = int(nxt["model_version"])

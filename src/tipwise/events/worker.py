@@ -51,17 +51,31 @@ class Worker:
         self._wake.set()
 
     def run_once(self, *, jobs: bool = True) -> int:
-        """Relay, dispatch until the log is drained, run the jobs; return events applied."""
+        """Relay, dispatch until the log is drained, run the jobs; return events applied.
+
+        Under sustained load the log may never drain: the jobs then still run every
+        `job_interval` (a learner must snapshot and expire rewards while events keep coming), and
+        a stop request ends the round after the batch in flight.
+        """
         with self._lock:
             applied = 0
             while True:
                 moved = self._bus.relay() if self._relay else 0
                 done = self._bus.dispatch() if self._dispatch else 0
                 applied += done
-                if moved or done:
-                    continue
-                if not jobs or not sum(job() or 0 for job in self._jobs):
+                if self._stop.is_set():
                     return applied
+                if moved or done:
+                    if time.monotonic() >= self._jobs_due:
+                        self._run_jobs()
+                    continue
+                if not jobs or not self._run_jobs():
+                    return applied
+
+    def _run_jobs(self) -> int:
+        """Run every job; return how many events they published."""
+        self._jobs_due = time.monotonic() + self._job_interval
+        return sum(job() or 0 for job in self._jobs)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -87,10 +101,7 @@ class Worker:
                 self._stop.wait(self._coalesce)
             self._wake.clear()
             try:
-                due = time.monotonic() >= self._jobs_due
-                self.run_once(jobs=due)
-                if due:
-                    self._jobs_due = time.monotonic() + self._job_interval
+                self.run_once(jobs=time.monotonic() >= self._jobs_due)
                 failures = 0
             except Exception:
                 # The failed batch rolled back; it is retried with backoff.

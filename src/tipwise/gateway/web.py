@@ -1,11 +1,15 @@
-"""Web pages: sign up, the consent screen, sign in, the tip card with its four reactions, history, preferences.
+"""Web pages: sign up, the consent screen, sign in, the tip card with its four reactions, history,
+preferences, sessions.
 
 Pages are rendered on the server; htmx swaps the tip card in place. A signed
-session cookie identifies the person; every form and htmx request carries a
-CSRF token bound to that session. People sign in with a password or through an
-OIDC provider (`/auth/oidc/{provider}/login` and `.../callback`).
+cookie carries the id of a server-side session (the same kind the API's tokens
+belong to), so the browser shows up under "sessions" and revoking it signs the
+browser out. Every form and htmx request carries a CSRF token bound to the cookie.
+People sign in with a password or through an OIDC provider
+(`/auth/oidc/{provider}/login` and `.../callback`); both start a server-side session.
 """
 
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +27,18 @@ from starlette.datastructures import FormData
 from starlette.middleware.sessions import SessionMiddleware
 
 from tipwise.advice import Category
-from tipwise.auth import AuthFacade, OidcStart, RegisterRequest, Role
+from tipwise.auth import (
+    AuthFacade,
+    IssuedTokens,
+    LoginMethod,
+    OidcStart,
+    Principal,
+    RegisterRequest,
+    Role,
+    client_of,
+)
 from tipwise.gateway.operations import OperatorView
-from tipwise.kernel.errors import Conflict, InvalidInput, TipwiseError, Unauthorized
+from tipwise.kernel.errors import Conflict, InvalidInput, NotFound, TipwiseError, TooManyRequests, Unauthorized
 from tipwise.profile import (
     CONSENT_WORDING_VERSION,
     CONSENT_WORDINGS,
@@ -48,7 +61,6 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "tipwise_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-SESSION_DAYS = 14
 # Binds a started OIDC sign-in to the browser that started it; holds the `state` sent to the provider.
 OIDC_STATE_COOKIE = "tipwise_oidc_state"
 OIDC_COOKIE_PATH = "/auth/oidc/"
@@ -114,17 +126,44 @@ async def check_csrf(request: Request) -> None:
         raise CsrfFailed("the form expired or came from another site; reload the page and try again")
 
 
-def _user_id(request: Request) -> UUID | None:
-    raw = request.session.get("uid")
-    try:
-        return UUID(raw) if raw else None
-    except ValueError:
-        return None
+_UNRESOLVED = object()
+
+
+class Visitor:
+    """Resolves who is signed in through the cookie's server-side session, once per request."""
+
+    def __init__(self, auth: AuthFacade) -> None:
+        self._auth = auth
+
+    def __call__(self, request: Request) -> Principal | None:
+        """Return the signed-in person, or None (a revoked or expired session also clears the cookie's id)."""
+        known = getattr(request.state, "principal", _UNRESOLVED)
+        if known is not _UNRESOLVED:
+            return known if isinstance(known, Principal) else None
+        principal = None
+        raw = request.session.get("sid")
+        if raw:
+            try:
+                principal = self._auth.session_principal(session_id=UUID(str(raw)))
+            except ValueError:
+                principal = None
+            if principal is None:
+                request.session.pop("sid", None)
+        request.state.principal = principal
+        return principal
+
+    async def resolve(self, request: Request) -> Principal | None:
+        """Like calling it, off the event loop (a cache miss queries the database)."""
+        if getattr(request.state, "principal", _UNRESOLVED) is not _UNRESOLVED:
+            return self(request)
+        return await run_in_threadpool(self, request)
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context.setdefault("signed_in", _user_id(request) is not None)
-    context.setdefault("operator", request.session.get("role") == Role.OPERATOR.value)
+    found = getattr(request.state, "principal", None)
+    principal = found if isinstance(found, Principal) else None
+    context.setdefault("signed_in", principal is not None)
+    context.setdefault("operator", principal is not None and principal.role is Role.OPERATOR)
     return templates.TemplateResponse(request, name, {"csrf": csrf_token(request), **context}, status_code=status_code)
 
 
@@ -177,24 +216,27 @@ def mount(
         SessionMiddleware,
         secret_key=secret_key,
         session_cookie=SESSION_COOKIE,
-        max_age=SESSION_DAYS * 24 * 3600,
+        max_age=auth.session_ttl_seconds,
         same_site="lax",
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(_router(auth=auth, profile=profile, recommender=recommender))
-    app.include_router(_data_router(auth=auth, data=data))
+    visitor = Visitor(auth)
+    app.include_router(_router(auth=auth, profile=profile, recommender=recommender, visitor=visitor))
     app.include_router(_oidc_router(auth=auth))
-    app.include_router(_operations_router(auth=auth, operations=operations))
+    app.include_router(_sessions_router(auth=auth, visitor=visitor))
+    app.include_router(_data_router(auth=auth, data=data, visitor=visitor))
+    app.include_router(_operations_router(operations=operations, visitor=visitor))
 
 
-def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: RecommenderFacade) -> APIRouter:
+def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: RecommenderFacade, visitor: Visitor) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_model=None)
     def home(request: Request) -> Response:
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         if not profile.consents(user_id=user_id).answered:
             # Onboarding: nobody gets a tip before they have seen what Tipwise asks to do.
             return RedirectResponse("/welcome", status_code=303)
@@ -202,17 +244,19 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.get("/welcome", response_model=None)
     def welcome(request: Request) -> Response:
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         return _render(request, "welcome.html", **_consent_fields(profile.consents(user_id=user_id)))
 
     @router.post("/welcome", response_model=None)
     async def answer_welcome(request: Request) -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         try:
             decisions = await _consent_decisions(request)
         except ValidationError:
@@ -223,6 +267,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.get("/signup")
     def signup_page(request: Request) -> HTMLResponse:
+        visitor(request)
         return _render(request, "signup.html", email="", error=None)
 
     @router.post("/signup", response_model=None)
@@ -233,6 +278,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         timezone: Annotated[str, Form()] = "UTC",
     ) -> Response:
         await check_csrf(request)
+        await visitor.resolve(request)
         try:
             body = RegisterRequest(email=email, password=password)
             account = await run_in_threadpool(auth.register, email=body.email, password=body.password)
@@ -246,47 +292,63 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         except ValueError:
             zone = "UTC"
         await run_in_threadpool(profile.update_preferences, user_id=account.id, patch=PreferencesPatch(timezone=zone))
-        _start_session(request, account.id)
+        user_agent, ip = client_of(request)
+        issued = await run_in_threadpool(
+            auth.start_session, account.id, method=LoginMethod.PASSWORD, user_agent=user_agent, ip=ip
+        )
+        _start_session(request, issued)
         return RedirectResponse("/welcome", status_code=303)
 
     @router.get("/signin")
     def signin_page(request: Request) -> HTMLResponse:
+        visitor(request)
         return _render(request, "signin.html", email="", error=None, providers=auth.oidc_providers())
 
     @router.post("/signin", response_model=None)
     async def signin(request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
         await check_csrf(request)
+        await visitor.resolve(request)
+        user_agent, ip = client_of(request)
         try:
-            account = await run_in_threadpool(auth.authenticate, email=email, password=password)
+            issued = await run_in_threadpool(auth.login, email=email, password=password, user_agent=user_agent, ip=ip)
         except Unauthorized as exc:
             return _render(request, "signin.html", 401, email=email, error=exc.detail, providers=auth.oidc_providers())
-        _start_session(request, account.id, account.role)
+        except TooManyRequests as exc:
+            page = _render(request, "signin.html", 429, email=email, error=exc.detail, providers=auth.oidc_providers())
+            page.headers.update(exc.headers)
+            return page
+        _start_session(request, issued)
         return RedirectResponse("/", status_code=303)
 
     @router.post("/signout")
     async def signout(request: Request) -> RedirectResponse:
         await check_csrf(request)
+        principal = await visitor.resolve(request)
+        if principal is not None:
+            # Already revoked elsewhere in the meantime: signed out all the same.
+            with contextlib.suppress(NotFound, Unauthorized):
+                await run_in_threadpool(auth.logout, principal=principal)
         request.session.clear()
         return _to_signin()
 
     @router.post("/web/tips/next", response_model=None)
     async def next_tip(request: Request) -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return Response(status_code=401, headers={"HX-Redirect": "/signin"})
-        decision = await run_in_threadpool(recommender.next_tip, user_id=user_id)
+        decision = await run_in_threadpool(recommender.next_tip, user_id=principal.user_id)
         return _render(request, "_card.html", decision=decision)
 
     @router.post("/web/tips/{tip_instance_id}/reaction", response_model=None)
     async def react(request: Request, tip_instance_id: UUID, reaction: Annotated[Reaction, Form()]) -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return Response(status_code=401, headers={"HX-Redirect": "/signin"})
         await run_in_threadpool(
             recommender.record_feedback,
-            user_id=user_id,
+            user_id=principal.user_id,
             request=FeedbackRequest(
                 tip_instance_id=tip_instance_id, reaction=reaction, idempotency_key=f"web:{tip_instance_id}"
             ),
@@ -295,9 +357,10 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.get("/history", response_model=None)
     def history(request: Request, cursor: str | None = None) -> Response:
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         page = recommender.history(user_id=user_id, limit=20, cursor=cursor)
         prefs = profile.preferences(user_id=user_id)
         return _render(request, "history.html", page=page, zone=prefs.zone, zone_name=prefs.timezone)
@@ -334,17 +397,19 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.get("/preferences", response_model=None)
     def preferences_page(request: Request) -> Response:
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         return preferences_view(request, user_id)
 
     @router.post("/preferences", response_model=None)
     async def save_preferences(request: Request) -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         form = await request.form()
         fields: dict[str, Any] = {
             "timezone": str(form.get("timezone", "UTC")),
@@ -364,9 +429,10 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
     @router.post("/preferences/consents", response_model=None)
     async def save_consents(request: Request) -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return _to_signin()
+        user_id = principal.user_id
         try:
             decisions = await _consent_decisions(request)
         except ValidationError as exc:
@@ -378,30 +444,29 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
     return router
 
 
-def _data_router(*, auth: AuthFacade, data: DataActions) -> APIRouter:
+def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def data_page(request: Request, user_id: UUID, status_code: int = 200, error: str | None = None) -> Response:
         account = auth.account(user_id=user_id)
         if account is None:
-            request.session.clear()
             return _to_signin()
         return _render(request, "data.html", status_code, email=account.email, error=error)
 
     @router.get("/data", response_model=None)
     def your_data(request: Request) -> Response:
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
-        return data_page(request, user_id)
+        return data_page(request, principal.user_id)
 
     @router.post("/data/export", response_model=None)
     async def export(request: Request) -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return _to_signin()
-        archive, filename = await run_in_threadpool(data.export, user_id)
+        archive, filename = await run_in_threadpool(data.export, principal.user_id)
         return Response(
             archive,
             media_type="application/zip",
@@ -411,30 +476,60 @@ def _data_router(*, auth: AuthFacade, data: DataActions) -> APIRouter:
     @router.post("/data/delete", response_model=None)
     async def delete_account(request: Request, confirm: Annotated[str, Form()] = "") -> Response:
         await check_csrf(request)
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = await visitor.resolve(request)
+        if principal is None:
             return _to_signin()
         try:
-            await run_in_threadpool(data.erase, user_id, confirm)
+            await run_in_threadpool(data.erase, principal.user_id, confirm)
         except InvalidInput:
             error = "Type your account's email address exactly to confirm."
-            return await run_in_threadpool(data_page, request, user_id, 422, error)
+            return await run_in_threadpool(data_page, request, principal.user_id, 422, error)
+        # The erasure ended every session of the account; this browser forgets its own.
         request.session.clear()
+        request.state.principal = None
         return _render(request, "goodbye.html", signed_in=False)
 
     return router
 
 
-def _operations_router(*, auth: AuthFacade, operations: OperatorView) -> APIRouter:
+def _sessions_router(*, auth: AuthFacade, visitor: Visitor) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/sessions", response_model=None)
+    def sessions_page(request: Request) -> Response:
+        principal = visitor(request)
+        if principal is None:
+            return _to_signin()
+        return _render(
+            request, "sessions.html", sessions=auth.sessions(user_id=principal.user_id), current=principal.session_id
+        )
+
+    @router.post("/sessions/{session_id}/revoke", response_model=None)
+    async def revoke(request: Request, session_id: UUID) -> Response:
+        await check_csrf(request)
+        principal = await visitor.resolve(request)
+        if principal is None:
+            return _to_signin()
+        # Someone else's session id is a 404 problem, like an unknown one.
+        await run_in_threadpool(auth.revoke_session, user_id=principal.user_id, session_id=session_id)
+        if session_id == principal.session_id:
+            request.session.clear()
+            return _to_signin()
+        return RedirectResponse("/sessions", status_code=303)
+
+    return router
+
+
+def _operations_router(*, operations: OperatorView, visitor: Visitor) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def operator(request: Request) -> Response | None:
         """Return a response refusing the request, or None when the caller is an operator."""
-        user_id = _user_id(request)
-        if user_id is None:
+        principal = visitor(request)
+        if principal is None:
             return _to_signin()
-        account = auth.account(user_id=user_id)
-        if account is None or account.role is not Role.OPERATOR:
+        # The role comes from the account at the session check, so a revoked role is honoured.
+        if principal.role is not Role.OPERATOR:
             return _render(request, "forbidden.html", 403)
         return None
 
@@ -506,7 +601,11 @@ def _oidc_router(*, auth: AuthFacade) -> APIRouter:
             )
         except TipwiseError as exc:
             return refused(request, exc)
-        _start_session(request, account.id, account.role)
+        user_agent, ip = client_of(request)
+        issued = await run_in_threadpool(
+            auth.start_session, account.id, method=LoginMethod.OIDC, user_agent=user_agent, ip=ip
+        )
+        _start_session(request, issued)
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(OIDC_STATE_COOKIE, path=OIDC_COOKIE_PATH)
         return response
@@ -568,9 +667,10 @@ def _day_windows(text: str) -> list[dict[str, str]] | None:
     return windows
 
 
-def _start_session(request: Request, user_id: UUID, role: Role = Role.USER) -> None:
-    # A fresh session (and CSRF token) at sign-in prevents session fixation.
+def _start_session(request: Request, issued: IssuedTokens) -> None:
+    """Point the cookie at a fresh server-side session (the tokens stay unused: the cookie is the credential)."""
+    # A fresh cookie (and CSRF token) at sign-in prevents session fixation.
     request.session.clear()
-    request.session["uid"] = str(user_id)
-    request.session["role"] = role.value
+    request.session["sid"] = str(issued.session_id)
+    request.state.principal = Principal(user_id=issued.account_id, role=issued.role, session_id=issued.session_id)
     csrf_token(request)

@@ -19,6 +19,11 @@ class TipwiseError(Exception):
         self.detail = detail
         self.extra = extra or {}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Return the HTTP headers that go with this error's response."""
+        return {}
+
     def problem(self, *, instance: str | None = None) -> dict[str, Any]:
         """Return the RFC 9457 problem document for this error."""
         return problem_document(
@@ -45,10 +50,29 @@ class Unauthorized(TipwiseError):
     status = HTTPStatus.UNAUTHORIZED
     code = "unauthorized"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
 
 class Forbidden(TipwiseError):
     status = HTTPStatus.FORBIDDEN
     code = "forbidden"
+
+
+class TooManyRequests(TipwiseError):
+    """Refused for now; `retry_after` says in how many seconds to try again."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, extra={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ConfigurationError(TipwiseError):

@@ -33,8 +33,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def tipwise_error(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, TipwiseError):  # registered for this type only
             raise exc
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _problem(exc.problem(instance=request.url.path), headers)
+        return _problem(exc.problem(instance=request.url.path), exc.headers or None)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, RequestValidationError):  # registered for this type only
@@ -155,6 +154,7 @@ _DESCRIPTIONS = {
     404: "Not found (or not yours).",
     409: "Conflicts with the current state.",
     422: "The request is not valid; `errors` names each field.",
+    429: "Too many attempts; the `Retry-After` header says in how many seconds to try again.",
 }
 
 

@@ -1,17 +1,77 @@
-"""Structured logging: JSON in production, readable lines on a terminal."""
+"""Structured logging: JSON in production, readable lines on a terminal.
+
+Every record passes `redact_secrets` on its way to the handler, whichever logger
+produced it, so a token or password bound by mistake is never written out.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
 
 import structlog
 
+REDACTED = "[redacted]"
+# Keys whose values are secrets wherever they appear in a log record (compared lower-cased,
+# with "-" read as "_"); keys that merely contain one of these words are redacted too.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "authorization",
+        "cookie",
+        "set_cookie",
+        "secret",
+        "secret_key",
+        "client_secret",
+        "csrf",
+        "csrf_token",
+        "api_key",
+    }
+)
+_SECRET_WORDS = ("password", "passwd", "token", "secret", "authorization", "cookie", "api_key")
+# A JWT (three base64url parts, the first one a JSON header) or a bearer credential inside free text
+# (8 characters at least, so that prose such as "a bearer token" stays readable).
+_SECRET_TEXT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+|(?i:bearer)\s+[\w.~+/=-]{8,}")
 
-def configure_logging(*, level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto") -> None:
-    """Route stdlib and structlog records through one structured renderer."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+def _is_secret_key(key: str) -> bool:
+    name = key.lower().replace("-", "_")
+    return name in SECRET_KEYS or any(word in name for word in _SECRET_WORDS)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and _is_secret_key(k) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace the values of secret-looking keys, and JWTs or bearer credentials in text, by a marker."""
+    for key, value in list(event_dict.items()):
+        if key.startswith("_"):  # structlog's own bookkeeping (the stdlib record, the logger)
+            continue
+        event_dict[key] = REDACTED if _is_secret_key(key) else _scrub(value)
+    return event_dict
+
+
+def configure_logging(
+    *, level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto", stream: TextIO | None = None
+) -> None:
+    """Route stdlib and structlog records through one structured renderer (to stderr unless `stream`)."""
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -30,11 +90,12 @@ def configure_logging(*, level: str = "INFO", fmt: Literal["auto", "json", "cons
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            # Redact at the handler: loggers cached under an earlier configuration pass here too.
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
         )
     )
     root = logging.getLogger()

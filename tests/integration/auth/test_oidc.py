@@ -26,7 +26,7 @@ from tests.e2e.helpers import PASSWORD, sign_up
 from tests.support.network import free_port
 from tests.support.oidc_provider import MockProvider, flip_signature_byte, running_provider
 from tipwise.app import create_app
-from tipwise.auth import OidcProviderConfig, OidcSettings
+from tipwise.auth import LoginMethod, OidcProviderConfig, OidcSettings
 from tipwise.auth.models import IdentityRow, OidcLoginRow
 from tipwise.auth.oidc_service import state_hash
 from tipwise.bootstrap import Container
@@ -188,6 +188,22 @@ class TestSignIn:
         for password in (PASSWORD, "not-a-real-password", ""):
             with pytest.raises(Unauthorized):
                 container.auth.authenticate(email="ada@example.org", password=password)
+
+    def test_an_oidc_sign_in_is_a_listed_session_and_revoking_it_signs_the_browser_out(
+        self, web: TestClient, container: Container, provider: MockProvider
+    ) -> None:
+        provider.set_user("sid-1", email="sid@example.org", email_verified=True)
+        sign_in(web, provider, sub="sid-1")
+        assert signed_in(web)
+        row = identity(container, "sid-1")
+        assert row is not None
+
+        [session] = container.auth.sessions(user_id=row.account_id)
+        assert session.method is LoginMethod.OIDC
+        assert session.user_agent == "testclient"
+
+        container.auth.revoke_session(user_id=row.account_id, session_id=session.id)
+        assert not signed_in(web)
 
     def test_the_next_sign_in_finds_the_account_by_its_identity_even_with_a_new_email(
         self, web: TestClient, container: Container, provider: MockProvider

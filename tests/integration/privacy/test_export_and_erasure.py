@@ -66,7 +66,8 @@ def _settle(container: Container, clock: FakeClock) -> None:
 def _token(container: Container, user: UUID) -> dict[str, str]:
     account = container.auth.account(user_id=user)
     assert account is not None
-    return {"Authorization": f"Bearer {container.auth.issue_token(account=account)}"}
+    tokens = container.auth.login(email=account.email, password="a long password")
+    return {"Authorization": f"Bearer {tokens.access_token}"}
 
 
 def _archive(response_content: bytes) -> dict[str, Any]:
@@ -109,6 +110,7 @@ class TestExport:
         assert all(f"{m}.json" in archive["README.txt"] for m in MODULES)
         [account] = archive["auth.json"]["account"]
         assert (account["id"], account["email"], account["password_hash"]) == (str(alice), ALICE, None)
+        assert [s["account_id"] for s in archive["auth.json"]["sessions"]] == [str(alice)]
         assert {c["user_id"] for c in archive["profile.json"]["consents"]} == {str(alice)}
         decisions = archive["recommender.json"]["decisions"]
         assert len(decisions) == 4

@@ -155,12 +155,13 @@ class TestConsents:
         assert first.status_code == 200, first.text
         granted_at = clock.now()
 
-        clock.advance(timedelta(minutes=5))
+        # Steps of 4 minutes: the whole story fits in one 15-minute access token.
+        clock.advance(timedelta(minutes=4))
         # The same answer again appends nothing (a retried PUT is harmless).
         again = client.put("/v1/me/consents", headers=headers, json=grant).json()
         assert len(again["history"]) == 2
 
-        clock.advance(timedelta(minutes=5))
+        clock.advance(timedelta(minutes=4))
         withdrawn = client.put(
             "/v1/me/consents",
             headers=headers,
@@ -171,7 +172,7 @@ class TestConsents:
 
         # A new wording, shown and accepted, is a new line even though the answer is the same.
         monkeypatch.setitem(CONSENT_WORDINGS, NEXT_WORDING, CONSENT_WORDINGS[CONSENT_WORDING_VERSION])
-        clock.advance(timedelta(minutes=5))
+        clock.advance(timedelta(minutes=4))
         regranted = client.put(
             "/v1/me/consents",
             headers=headers,

@@ -19,6 +19,7 @@ SECRET = "unit-test-secret-with-enough-length-for-hs256"
 TTL = timedelta(minutes=15)
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 USER_ID = UUID("0192f0c4-7a1e-7c3d-8b2a-3f4e5d6c7b8a")
+SESSION_ID = UUID("0192f0c4-7a1e-7c3d-8b2a-000000000001")
 
 
 def account(role: Role = Role.USER) -> Account:
@@ -37,23 +38,24 @@ class TestTokenService:
     def test_issued_token_verifies_to_the_account_principal(self) -> None:
         service = tokens(FakeClock(START))
 
-        principal = service.verify(service.issue(account()))
+        principal = service.verify(service.issue(account(), session_id=SESSION_ID))
 
-        assert principal == Principal(user_id=USER_ID, role=Role.USER)
+        assert principal == Principal(user_id=USER_ID, role=Role.USER, session_id=SESSION_ID)
 
     def test_operator_role_is_carried_by_the_token(self) -> None:
         service = tokens(FakeClock(START))
 
-        assert service.verify(service.issue(account(Role.OPERATOR))).role is Role.OPERATOR
+        assert service.verify(service.issue(account(Role.OPERATOR), session_id=SESSION_ID)).role is Role.OPERATOR
 
     def test_token_carries_issuer_audience_and_lifetime_from_the_clock(self) -> None:
-        token = tokens(FakeClock(START)).issue(account())
+        token = tokens(FakeClock(START)).issue(account(), session_id=SESSION_ID)
 
         claims = jwt.decode(
             token, SECRET, algorithms=[ALGORITHM], audience=AUDIENCE, options={"verify_exp": False, "verify_iat": False}
         )
 
         assert claims["sub"] == str(USER_ID)
+        assert claims["sid"] == str(SESSION_ID)
         assert claims["iss"] == ISSUER
         assert claims["iat"] == int(START.timestamp())
         assert claims["exp"] == int((START + TTL).timestamp())
@@ -64,7 +66,7 @@ class TestTokenService:
     def test_token_is_valid_until_just_before_its_ttl(self) -> None:
         clock = FakeClock(START)
         service = tokens(clock)
-        token = service.issue(account())
+        token = service.issue(account(), session_id=SESSION_ID)
 
         clock.advance(TTL - timedelta(seconds=1))
 
@@ -73,7 +75,7 @@ class TestTokenService:
     def test_token_past_its_ttl_is_unauthorized(self) -> None:
         clock = FakeClock(START)
         service = tokens(clock)
-        token = service.issue(account())
+        token = service.issue(account(), session_id=SESSION_ID)
 
         clock.advance(TTL)
 
@@ -86,20 +88,23 @@ class TestTokenService:
         clock = FakeClock(datetime(2030, 6, 1, 12, 0, tzinfo=UTC))
         service = tokens(clock)
 
-        assert service.verify(service.issue(account())) == Principal(user_id=USER_ID, role=Role.USER)
+        assert service.verify(service.issue(account(), session_id=SESSION_ID)) == Principal(
+            user_id=USER_ID, role=Role.USER, session_id=SESSION_ID
+        )
 
     def test_token_signed_with_another_secret_is_unauthorized(self) -> None:
         clock = FakeClock(START)
-        forged = tokens(clock, secret="another-secret-that-is-also-long-enough").issue(account())
+        forged = tokens(clock, secret="another-secret-that-is-also-long-enough").issue(account(), session_id=SESSION_ID)
 
         with pytest.raises(Unauthorized, match="not valid"):
             tokens(clock).verify(forged)
 
     def test_tampered_token_is_unauthorized(self) -> None:
         service = tokens(FakeClock(START))
-        header, _, signature = service.issue(account()).split(".")
+        header, _, signature = service.issue(account(), session_id=SESSION_ID).split(".")
         claims = {
             "sub": str(USER_ID),
+            "sid": str(SESSION_ID),
             "role": "operator",
             "iss": ISSUER,
             "aud": AUDIENCE,
@@ -112,7 +117,14 @@ class TestTokenService:
 
     def test_token_for_another_audience_is_unauthorized(self) -> None:
         now = int(START.timestamp())
-        claims = {"sub": str(USER_ID), "iss": ISSUER, "aud": "someone-else", "iat": now, "exp": now + 60}
+        claims = {
+            "sub": str(USER_ID),
+            "sid": str(SESSION_ID),
+            "iss": ISSUER,
+            "aud": "someone-else",
+            "iat": now,
+            "exp": now + 60,
+        }
         token = jwt.encode(claims, SECRET, algorithm=ALGORITHM)
 
         with pytest.raises(Unauthorized, match="not valid"):
@@ -120,7 +132,23 @@ class TestTokenService:
 
     def test_token_without_a_user_uuid_is_unauthorized(self) -> None:
         now = int(START.timestamp())
-        claims = {"sub": "not-a-uuid", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60}
+        claims = {
+            "sub": "not-a-uuid",
+            "sid": str(SESSION_ID),
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 60,
+        }
+        token = jwt.encode(claims, SECRET, algorithm=ALGORITHM)
+
+        with pytest.raises(Unauthorized, match="not valid"):
+            tokens(FakeClock(START)).verify(token)
+
+    def test_token_without_a_session_id_is_unauthorized(self) -> None:
+        # Tokens from before sessions existed carry no `sid`: they cannot be revoked, so they are refused.
+        now = int(START.timestamp())
+        claims = {"sub": str(USER_ID), "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60}
         token = jwt.encode(claims, SECRET, algorithm=ALGORITHM)
 
         with pytest.raises(Unauthorized, match="not valid"):

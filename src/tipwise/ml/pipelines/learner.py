@@ -310,12 +310,12 @@ class Learner:
     def committed(self) -> None:
         if self._dirty:
             self._publish()
-            if self._rebuilt:
-                # A rebuilt model replaces every snapshot that still holds the erased person.
-                self._rebuilt = False
-                self.snapshot()
-            else:
-                self.snapshot_if_due()
+        if self._rebuilt:
+            # A rebuilt model replaces every snapshot that still holds the erased person.
+            self._rebuilt = False
+            self.snapshot()
+        # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
+        self.snapshot_if_due()
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
