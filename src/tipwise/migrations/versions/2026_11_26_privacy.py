@@ -1,7 +1,7 @@
 """privacy: per-person data keys (crypto-shredding), encrypted event payloads, pending decisions by person
 
 Revision ID: 2026_11_26_privacy
-Revises: 2026_11_26_preferences_consents
+Revises: 2026_11_26_auth_sessions
 Create Date: 2026-11-26 18:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tipwise.kernel.db
 
 revision: str = "2026_11_26_privacy"
-down_revision: str | None = "2026_11_26_preferences_consents"
+down_revision: str | None = "2026_11_26_auth_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
