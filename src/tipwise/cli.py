@@ -301,7 +301,7 @@ def openapi_document() -> dict[str, Any]:
         settings = Settings(
             data_dir=Path(tmp),
             database_url=None,
-            secret_key="openapi-only",  # noqa: S106 - a throwaway app that never serves
+            secret_key="openapi-only-a-throwaway-app-that-never-serves",  # noqa: S106 - never serves
             embedded_worker=False,
         )
         db = Database.connect(settings.sqlalchemy_url)

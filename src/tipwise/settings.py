@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     # Namespaces NATS subjects and streams, so several installations can share one server.
     nats_prefix: str = "tipwise"
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 keys shorter than the hash (32 bytes) weaken every token and cookie signed with them.
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes; leave it unset to have one generated")
+        return value
+
     @field_validator("event_bus")
     @classmethod
     def _known_bus(cls, value: str) -> str:

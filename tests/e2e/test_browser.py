@@ -52,7 +52,7 @@ def _free_port() -> int:
 @pytest.fixture
 def base_url(tmp_path: Path) -> Iterator[str]:
     """Serve the real app (embedded worker included) with uvicorn on a free port."""
-    settings = Settings(data_dir=tmp_path, secret_key="browser-test-secret-key")
+    settings = Settings(data_dir=tmp_path, secret_key="browser-test-secret-key-long-enough-for-hs256")
     db = Database.connect(settings.sqlalchemy_url)
     migrations.upgrade(db)
     db.dispose()

@@ -35,7 +35,7 @@ def provider() -> Iterator[MockProvider]:
 @pytest.fixture
 def base_url(tmp_path: Path, provider: MockProvider) -> Iterator[str]:
     """Serve the real app with uvicorn, with the mock configured as the provider "Mock ID"."""
-    settings = Settings(data_dir=tmp_path, secret_key="browser-test-secret-key")
+    settings = Settings(data_dir=tmp_path, secret_key="browser-test-secret-key-long-enough-for-hs256")
     db = Database.connect(settings.sqlalchemy_url)
     migrations.upgrade(db)
     db.dispose()
@@ -82,6 +82,9 @@ class TestSignInWithProvider:
         page.wait_for_url(f"{provider.issuer}/oauth2/authorize?**")
         page.locator("input[name=sub]").fill("browser-1")
         page.get_by_role("button", name="Authorize").click()
+        # A new account answers the consent screen first, as after a local sign-up.
+        expect(page).to_have_url(f"{base_url}/welcome")
+        page.get_by_role("button", name="Continue").click()
         expect(page).to_have_url(f"{base_url}/")
         expect(page.get_by_role("button", name="Give me a tip")).to_be_visible()
 

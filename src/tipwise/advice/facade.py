@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.exc import IntegrityError
+
 from tipwise.advice import repository
 from tipwise.advice.domain import Tip
 from tipwise.advice.loader import Library
@@ -21,8 +23,14 @@ class AdviceFacade:
     @classmethod
     def seed_and_load(cls, *, db: Database, library: Library, clock: Clock) -> AdviceFacade:
         """Upsert `library` into the catalogue table and return a facade over the result."""
-        with db.write() as session:
-            repository.upsert_library(session, library, now=clock.now())
+        try:
+            with db.write() as session:
+                repository.upsert_library(session, library, now=clock.now())
+        except IntegrityError:
+            # Another process seeded the same tips at the same moment (the processes of a scaled
+            # deployment start together); now they exist, and the upsert updates them.
+            with db.write() as session:
+                repository.upsert_library(session, library, now=clock.now())
         with db.read() as session:
             return cls(repository.all_tips(session))
 

@@ -239,21 +239,15 @@ def whole_decision(*, decisions: int) -> list[Result]:
 def learner_throughput(*, rewards: int) -> list[Result]:
     """Rewards joined and learned per second from the event log: the learner, and a pure replay."""
     from tipwise import events, migrations
-    from tipwise.advice import DEFAULT_LIBRARY, load_library
     from tipwise.auth import AuthSettings
+    from tipwise.bench.logs import decisions_and_reactions
     from tipwise.bootstrap import build
     from tipwise.kernel.clock import FakeClock
     from tipwise.kernel.db import Database
-    from tipwise.kernel.ids import new_id
     from tipwise.ml.pipelines import replay
-    from tipwise.profile import Purpose
-    from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, Reaction, TipDecided
-    from tipwise.recommender.domain.features import FeatureAssembler
+    from tipwise.recommender import FEATURE_SPEC
 
-    tips = load_library(DEFAULT_LIBRARY).tips
     now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips, purposes=frozenset(Purpose))
-    reactions = list(Reaction)
     with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp:
         settings = _bench_settings(Path(tmp))
         db = Database.connect(settings.sqlalchemy_url)
@@ -263,39 +257,15 @@ def learner_throughput(*, rewards: int) -> list[Result]:
             settings, clock=FakeClock(now), auth_settings=AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64)
         )
         try:
-            user = new_id()
+            written = list(decisions_and_reactions(rewards, now=now))
             with progress() as bar:
                 task = bar.add_task("writing the log", total=rewards)
-                for start in range(0, rewards, 1000):
+                for start in range(0, len(written), 2000):
                     with container.db.write() as session:
-                        for n in range(start, min(start + 1000, rewards)):
-                            tip = tips[n % len(tips)]
-                            instance = new_id()
-                            decided = TipDecided(
-                                tip_instance_id=instance,
-                                user_id=user,
-                                tip_id=tip.id,
-                                policy="linucb",
-                                model_version=0,
-                                feature_spec=FEATURE_SPEC.name,
-                                shared=context.shared,
-                                action=context.actions[tip.id],
-                                propensity=0.05,
-                                decided_at=now,
-                            )
-                            reaction = FeedbackReaction(
-                                tip_instance_id=instance, user_id=user, reaction=reactions[n % 4], reacted_at=now
-                            )
-                            for kind, message in (
-                                (events.TIP_DECIDED, decided.to_message()),
-                                (events.FEEDBACK_REACTION, reaction.to_message()),
-                            ):
-                                events.publish(
-                                    session,
-                                    events.Event.create(type=kind, subject=str(user), time=now, message=message),
-                                )
+                        for event in written[start : start + 2000]:
+                            events.publish(session, event)
                     container.bus.relay()
-                    bar.advance(task, min(1000, rewards - start))
+                    bar.advance(task, min(1000, rewards - start // 2))
             started = time.perf_counter()
             container.worker.run_once()
             learner_seconds = time.perf_counter() - started

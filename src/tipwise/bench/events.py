@@ -120,49 +120,15 @@ def throughput(postgres_url: str, nats_url: str | None, pairs: int) -> Result:
 
 def _produce(db: object, pairs: int) -> None:
     from tipwise import events
-    from tipwise.advice import DEFAULT_LIBRARY, load_library
+    from tipwise.bench.logs import decisions_and_reactions
     from tipwise.kernel.db import Database
-    from tipwise.kernel.ids import new_id
-    from tipwise.profile import Purpose
-    from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, Reaction, TipDecided
-    from tipwise.recommender.domain.features import FeatureAssembler
 
     assert isinstance(db, Database)  # noqa: S101 - typed loosely to keep imports lazy
-    tips = load_library(DEFAULT_LIBRARY).tips
-    now = datetime.now(UTC)
-    context = FeatureAssembler().assemble(local_now=now, history=[], tips=tips, purposes=frozenset(Purpose))
-    kinds = list(Reaction)
-    user = new_id()
-    for start in range(0, pairs, 250):
+    log = list(decisions_and_reactions(pairs, now=datetime.now(UTC)))
+    for start in range(0, len(log), 500):
         with db.write() as session:
-            for n in range(start, min(start + 250, pairs)):
-                tip = tips[n % len(tips)]
-                instance = new_id()
-                decided = TipDecided(
-                    tip_instance_id=instance,
-                    user_id=user,
-                    tip_id=tip.id,
-                    policy="linucb",
-                    model_version=0,
-                    feature_spec=FEATURE_SPEC.name,
-                    shared=context.shared,
-                    action=context.actions[tip.id],
-                    propensity=0.05,
-                    decided_at=now,
-                )
-                reaction = FeedbackReaction(
-                    tip_instance_id=instance, user_id=user, reaction=kinds[n % 4], reacted_at=now
-                )
-                events.publish(
-                    session,
-                    events.Event.create(type=events.TIP_DECIDED, subject=str(user), time=now, data=decided.to_data()),
-                )
-                events.publish(
-                    session,
-                    events.Event.create(
-                        type=events.FEEDBACK_REACTION, subject=str(user), time=now, data=reaction.to_data()
-                    ),
-                )
+            for event in log[start : start + 500]:
+                events.publish(session, event)
 
 
 @contextmanager
