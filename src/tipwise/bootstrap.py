@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from tipwise import migrations
+from tipwise import events, migrations
 from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
 from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
-from tipwise.events import EmbeddedBus, Worker
+from tipwise.events import EmbeddedBus, EventsPersonalData, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import Clock, SystemClock
-from tipwise.kernel.db import Database
+from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.errors import ConfigurationError
 from tipwise.kernel.logging import get_logger
 from tipwise.kernel.metrics import Metrics
-from tipwise.ml.pipelines import EvaluationReport, Learner, LearnerSettings, current_live_policy, evaluate
+from tipwise.ml.pipelines import (
+    EvaluationReport,
+    Learner,
+    LearnerPersonalData,
+    LearnerSettings,
+    current_live_policy,
+    evaluate,
+)
 from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry, PolicySettings
-from tipwise.profile import ProfileFacade
-from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderSettings
+from tipwise.privacy import Privacy, Retention, RetentionSettings
+from tipwise.profile import ProfileFacade, ProfilePersonalData
+from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderPersonalData, RecommenderSettings
 from tipwise.recommender.facade import random_seed
 from tipwise.settings import Settings
 
@@ -47,6 +55,8 @@ class Container:
     registry: PolicyRegistry
     learner: Learner
     recommender: RecommenderFacade
+    privacy: Privacy
+    retention: Retention
     secret_key: str
 
     def evaluate(self, *, since: datetime | None = None) -> EvaluationReport:
@@ -96,6 +106,7 @@ def build(
     policy_settings: PolicySettings | None = None,
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
+    retention_settings: RetentionSettings | None = None,
     role: Role = "all",
 ) -> Container:
     """Wire the embedded default; refuses to start on a database schema that is behind."""
@@ -145,6 +156,14 @@ def build(
     except ValueError as exc:
         raise ConfigurationError(f"TIPWISE_POLICY_LIVE: {exc}") from exc
     learner_settings = learner_settings or LearnerSettings()
+    retention_settings = retention_settings or RetentionSettings()
+    if retention_settings.decision_window <= learner_settings.reward_map().wait:
+        db.dispose()
+        # A decision deleted before its reward settled would never be learned from.
+        raise ConfigurationError(
+            "TIPWISE_RETENTION_DECISION_DAYS must be longer than the learner's reward wait "
+            f"({learner_settings.reward_wait_hours:g} hours)"
+        )
 
     bus: EmbeddedBus | NatsBus
     if settings.uses_nats:
@@ -155,7 +174,14 @@ def build(
             metrics=metrics,
         )
     else:
-        bus = EmbeddedBus(db=db, clock=clock)
+        bus = EmbeddedBus(db=db, clock=clock, metrics=metrics)
+
+    def learner_history(session: WriteSession) -> Iterable[events.Event]:
+        # The order the learner applied events in: the log's, or on NATS the outbox's (the relay's).
+        if isinstance(bus, EmbeddedBus):
+            return bus.applied_by(session, Learner.name)
+        return events.applied_history(session, Learner.name, source="outbox", metrics=metrics)
+
     worker = Worker(
         bus=bus,
         relay=role in ("all", "relay"),
@@ -171,6 +197,7 @@ def build(
         metrics=metrics,
         models=FileModelRegistry(settings.models_dir),
         cadence=learner_settings.cadence(),
+        history=learner_history,
     )
     bus.subscribe(learner)
 
@@ -184,6 +211,9 @@ def build(
         worker.add_job(learner.snapshot_if_due)
         worker.add_job(report_lag)
         worker.add_job(auth.purge)
+    retention = Retention(db=db, clock=clock, settings=retention_settings)
+    if role in ("all", "learner"):
+        worker.add_job(retention)
 
     recommender = RecommenderFacade(
         db=db,
@@ -195,6 +225,18 @@ def build(
         settings=recommender_settings or RecommenderSettings(),
         on_commit=worker.wake,
         seeds=seeds,
+    )
+    privacy = Privacy(
+        db=db,
+        clock=clock,
+        ports=[
+            auth.personal_data(),
+            ProfilePersonalData(),
+            RecommenderPersonalData(),
+            LearnerPersonalData(),
+            EventsPersonalData(),
+        ],
+        on_commit=worker.wake,
     )
     return Container(
         settings=settings,
@@ -209,5 +251,7 @@ def build(
         registry=registry,
         learner=learner,
         recommender=recommender,
+        privacy=privacy,
+        retention=retention,
         secret_key=secret_key,
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -315,3 +318,50 @@ class TestOperatorPages:
             assert response.status_code == 200
             assert response.headers["content-type"] == "image/png"
             assert response.content.startswith(b"\x89PNG")
+
+
+class TestYourDataPage:
+    def test_download_the_export_from_the_page(self, client: TestClient) -> None:
+        _sign_up(client, "data@example.com")
+        page = client.get("/data")
+        assert page.status_code == 200
+        assert "Download my data" in page.text
+        assert "data@example.com" in page.text
+        response = client.post("/data/export", data={"csrf_token": _csrf(page.text)})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/zip"
+        assert "attachment" in response.headers["content-disposition"]
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            assert "README.txt" in archive.namelist()
+            [account] = json.loads(archive.read("auth.json"))["account"]
+        assert account["email"] == "data@example.com"
+
+    def test_the_export_form_needs_the_csrf_token(self, client: TestClient) -> None:
+        _sign_up(client, "data@example.com")
+        assert client.post("/data/export", data={"csrf_token": "forged"}).status_code == 403
+
+    def test_delete_account_needs_the_email_typed_then_signs_out_for_good(
+        self, client: TestClient, container: Container
+    ) -> None:
+        _sign_up(client, "gone@example.com")
+        page = client.get("/data")
+        csrf = _csrf(page.text)
+
+        refused = client.post("/data/delete", data={"csrf_token": csrf, "confirm": "someone@example.com"})
+        assert refused.status_code == 422
+        assert "exactly to confirm" in refused.text
+        assert container.auth.authenticate(email="gone@example.com", password="a long password")
+
+        done = client.post("/data/delete", data={"csrf_token": _csrf(refused.text), "confirm": "gone@example.com"})
+        assert done.status_code == 200
+        assert "Your account is deleted" in done.text
+        assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
+        signin = client.post(
+            "/signin",
+            data={
+                "email": "gone@example.com",
+                "password": "a long password",
+                "csrf_token": _csrf(client.get("/signin").text),
+            },
+        )
+        assert signin.status_code == 401

@@ -9,8 +9,10 @@ suite, so whoever adds one also adds its resource kind (`PATH_PARAM_KINDS`) or i
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -174,12 +176,35 @@ def _logout(client: TestClient, a: Person, b: Person) -> None:
     assert a.session_id in {s["id"] for s in client.get("/v1/me/sessions", headers=a.headers).json()}
 
 
+def _export(client: TestClient, a: Person, b: Person) -> None:
+    response = client.post("/v1/me/export", headers=a.headers)
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        text = " ".join(archive.read(name).decode() for name in archive.namelist())
+    assert a.email in text
+    assert not b.identifiers() & set(re.findall(r"[\w.@-]+", text))
+
+
+def _delete_me(client: TestClient, a: Person, b: Person) -> None:
+    # Confirming with someone else's email deletes nobody.
+    refused = client.request("DELETE", "/v1/me", headers=a.headers, json={"confirm": b.email})
+    assert refused.status_code == 422, refused.text
+    assert client.get("/v1/me/preferences", headers=b.headers).status_code == 200
+    # A deletes A (the last action: A is gone afterwards), and B keeps everything.
+    before = client.get("/v1/tips/history", headers=b.headers).json()
+    assert client.request("DELETE", "/v1/me", headers=a.headers, json={"confirm": a.email}).status_code == 204
+    assert client.get("/v1/me/preferences", headers=a.headers).status_code == 401
+    assert client.get("/v1/tips/history", headers=b.headers).json() == before
+
+
 ACTIONS: dict[tuple[str, str], Callable[[TestClient, Person, Person], None]] = {
     ("POST", "/v1/tips/next"): _next_tip,
     ("POST", "/v1/feedback"): _feedback_on_bs_tip,
     ("PATCH", "/v1/me/preferences"): _patch_preferences,
     ("PUT", "/v1/me/consents"): _put_consents,
     ("POST", "/v1/auth/logout"): _logout,
+    ("POST", "/v1/me/export"): _export,
+    ("DELETE", "/v1/me"): _delete_me,
 }
 
 

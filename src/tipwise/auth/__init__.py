@@ -13,12 +13,14 @@ from tipwise.auth.endpoints import PUBLIC_ROUTES, build_router, client_of, princ
 from tipwise.auth.facade import AuthFacade
 from tipwise.auth.oidc import OidcLoginFailed, OidcProviderInfo, OidcProviders, OidcStart
 from tipwise.auth.oidc_settings import OidcProviderConfig, OidcSettings
+from tipwise.auth.privacy import AuthPersonalData
 from tipwise.auth.settings import AuthSettings
 
 __all__ = [
     "PUBLIC_ROUTES",
     "Account",
     "AuthFacade",
+    "AuthPersonalData",
     "AuthSettings",
     "IssuedTokens",
     "LoginMethod",

@@ -20,6 +20,7 @@ from tipwise.auth.oidc import (
     apple_user_name,
     new_secret,
 )
+from tipwise.auth.privacy import AuthPersonalData
 from tipwise.auth.service import (
     AccountService,
     Live,
@@ -123,6 +124,10 @@ class AuthFacade:
         """Give the account with `email` the role `role`; raises NotFound for an unknown email."""
         with self._db.write() as session:
             return self._accounts.set_role(session, email=email, role=role)
+
+    def personal_data(self) -> AuthPersonalData:
+        """Return this module's export and erasure port; its erasure also ends the cached sessions here."""
+        return AuthPersonalData(cache=self._cache)
 
     def account(self, *, user_id: UUID) -> Account | None:
         with self._db.read() as session:

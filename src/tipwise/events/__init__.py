@@ -1,7 +1,7 @@
 """Events: the outbox, the durable log, the bus port and its embedded adapter, the Protobuf payloads."""
 
-from tipwise.events import messages
-from tipwise.events.bus import EmbeddedBus, EventBus, Lag, publish
+from tipwise.events import messages, shredding
+from tipwise.events.bus import EmbeddedBus, EventBus, Lag, applied_history, open_batch, publish
 from tipwise.events.contracts import (
     CONSENT_CHANGED,
     FEEDBACK_REACTION,
@@ -17,6 +17,7 @@ from tipwise.events.contracts import (
     payload_type,
 )
 from tipwise.events.payloads import PayloadError, from_timestamp, to_timestamp
+from tipwise.events.privacy import EventsPersonalData
 from tipwise.events.worker import Worker
 
 __all__ = [
@@ -32,13 +33,17 @@ __all__ = [
     "EmbeddedBus",
     "Event",
     "EventBus",
+    "EventsPersonalData",
     "Lag",
     "PayloadError",
     "UnknownEventType",
     "Worker",
+    "applied_history",
     "from_timestamp",
     "messages",
+    "open_batch",
     "payload_type",
     "publish",
+    "shredding",
     "to_timestamp",
 ]

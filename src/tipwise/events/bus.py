@@ -15,15 +15,42 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from tipwise.events import repository
-from tipwise.events.contracts import Consumer, Event
+from sqlalchemy.orm import Session
+
+from tipwise.events import repository, shredding
+from tipwise.events.contracts import USER_DELETED, Consumer, Event
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database, WriteSession
+from tipwise.kernel.metrics import Metrics
+
+# Types never sealed: `user.deleted` is published as the person's key is destroyed, and every
+# consumer must still read it; it carries nothing but the id.
+CLEAR_TYPES = frozenset({USER_DELETED})
 
 
 def publish(session: WriteSession, event: Event) -> None:
-    """Append `event` to the outbox; it is published when the caller's transaction commits."""
-    repository.append_outbox(session, event)
+    """Append `event` to the outbox; it is published when the caller's transaction commits.
+
+    A payload about a person (the subject is a user id) is sealed with their data key.
+    """
+    if event.type not in CLEAR_TYPES and shredding.is_person(event.subject):
+        key = shredding.key_for(session, event.subject, now=event.time)
+        repository.append_outbox(session, event, payload=shredding.seal(key, event), encrypted=True)
+    else:
+        repository.append_outbox(session, event)
+
+
+def open_batch(session: Session, batch: Sequence[Event], *, metrics: Metrics | None, reader: str) -> list[Event]:
+    """Return `batch` with sealed payloads opened, skipping (and counting) events whose key is gone.
+
+    A `user.deleted` in the batch first drops the person's cached key, so this process stops
+    opening their events as soon as it learns of the erasure.
+    """
+    shredding.forget(e.subject for e in batch if e.type == USER_DELETED)
+    opened, skipped = shredding.reveal(session, batch)
+    if skipped and metrics is not None:
+        metrics.events_shredded_skipped.labels(reader=reader).inc(skipped)
+    return opened
 
 
 def apply_exactly_once(
@@ -69,9 +96,10 @@ class EventBus(Protocol):
 class EmbeddedBus:
     """The default bus: the durable log lives in the application database."""
 
-    def __init__(self, *, db: Database, clock: Clock, batch_size: int = 500) -> None:
+    def __init__(self, *, db: Database, clock: Clock, batch_size: int = 500, metrics: Metrics | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._metrics = metrics
         self._batch_size = batch_size
         self._consumers: list[Consumer] = []
 
@@ -104,7 +132,12 @@ class EmbeddedBus:
                     batch = repository.read_log(session, after=position, limit=self._batch_size)
                     if not batch:
                         return applied
-                    wanted = [event for _, event in batch if event.type in consumer.event_types]
+                    wanted = open_batch(
+                        session,
+                        [event for _, event in batch if event.type in consumer.event_types],
+                        metrics=self._metrics,
+                        reader=consumer.name,
+                    )
                     fresh = apply_exactly_once(session, consumer, wanted, at=self._clock.now())
                     repository.set_consumer_position(session, consumer.name, batch[-1][0])
             except BaseException:
@@ -131,19 +164,39 @@ class EmbeddedBus:
             return repository.consumer_position(session, consumer)
 
     def read(self, *, after: int = 0, until: int | None = None, batch_size: int = 5000) -> Iterator[Event]:
-        """Yield the log's events after position `after` (up to `until`, inclusive), oldest first."""
+        """Yield the log's events after position `after` (up to `until`, inclusive), oldest first.
+
+        Events about an erased person (their data key is gone) are skipped.
+        """
         while True:
             with self._db.read() as session:
                 batch = repository.read_log(session, after=after, limit=batch_size)
-            for position, event in batch:
-                if until is not None and position > until:
-                    return
-                yield event
+                if until is not None:
+                    batch = [(position, event) for position, event in batch if position <= until]
+                opened = open_batch(session, [e for _, e in batch], metrics=self._metrics, reader="log")
+            yield from opened
+            if until is not None and batch and batch[-1][0] >= until:
+                return
             if len(batch) < batch_size:
                 return
             after = batch[-1][0]
 
     def events_about(self, subject: str) -> list[Event]:
-        """Return every event on the log whose subject is `subject`, oldest first."""
+        """Return every readable event on the log whose subject is `subject`, oldest first."""
         with self._db.read() as session:
-            return repository.events_about(session, subject)
+            return open_batch(session, repository.events_about(session, subject), metrics=self._metrics, reader="log")
+
+    def applied_by(self, session: Session, consumer: str) -> Iterator[Event]:
+        """Yield the readable events `consumer` has applied, in log order (a rebuild's input)."""
+        yield from applied_history(session, consumer, source="log", metrics=self._metrics)
+
+
+def applied_history(session: Session, consumer: str, *, source: str, metrics: Metrics | None) -> Iterator[Event]:
+    """Yield the readable events `consumer` has applied, in `source` ("log" or "outbox") order."""
+    after = 0
+    while True:
+        batch = repository.applied_by(session, consumer, source=source, after=after, limit=5000)
+        if not batch:
+            return
+        yield from open_batch(session, [e for _, e in batch], metrics=metrics, reader="rebuild")
+        after = batch[-1][0]

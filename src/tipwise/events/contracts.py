@@ -77,6 +77,9 @@ class Event:
     schema_version: int
     payload: bytes
     trace_id: str = ""
+    # The payload is sealed with the subject's data key (see `tipwise.events.shredding`); consumers
+    # and readers only ever get events with `encrypted` false.
+    encrypted: bool = False
 
     @classmethod
     def create(
@@ -127,6 +130,8 @@ class Event:
     def message(self, expected: builtins.type[Message] | None = None) -> Message:
         """Return the decoded payload message; with `expected`, check the event carries that message type."""
         actual = payload_type(self.type)
+        if self.encrypted:
+            raise ValueError(f"event {self.id} is sealed with its subject's data key; the bus opens it")
         if expected is not None and expected is not actual:
             raise TypeError(
                 f"a {self.type!r} event carries {actual.DESCRIPTOR.full_name}, not {expected.DESCRIPTOR.full_name}"
@@ -147,6 +152,7 @@ class Event:
             schema_version=self.schema_version,
             trace_id=self.trace_id,
             payload=self.payload,
+            encrypted=self.encrypted,
         )
         return envelope.SerializeToString(deterministic=True)
 
@@ -175,6 +181,7 @@ class Event:
             schema_version=envelope.schema_version,
             payload=envelope.payload,
             trace_id=envelope.trace_id,
+            encrypted=envelope.encrypted,
         )
 
 

@@ -8,7 +8,10 @@ it needs, acknowledges explicitly after its transaction commits, and records tra
 transaction, so a redelivery (a crash between commit and ack) is recognised and skipped.
 
 Each message carries the event's Protobuf envelope (`Event.to_envelope()`), the same bytes the
-embedded log keeps, so a log moves between topologies unchanged. The relay publishes committed
+embedded log keeps, so a log moves between topologies unchanged. A payload about a person travels
+sealed with their data key (`tipwise.events.shredding`); the adapter opens it, with a database read
+of the key, just before the consumer applies it; when the key is gone (the person was erased) the
+event is acknowledged unapplied and counted in `tipwise_events_shredded_skipped_total`. The relay publishes committed
 outbox rows with `Nats-Msg-Id` set to the event id: if it crashes
 between publishing and marking the rows sent, the re-publish falls in JetStream's duplicate window
 and is dropped. A consumer that fails on an event gets it back later (`nak` with a growing delay);
@@ -39,7 +42,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 
 from tipwise.events import repository
-from tipwise.events.bus import Lag, apply_exactly_once
+from tipwise.events.bus import Lag, apply_exactly_once, open_batch
 from tipwise.events.contracts import (
     CONSENT_CHANGED,
     FEEDBACK_REACTION,
@@ -404,7 +407,9 @@ class NatsBus:
             return 0
         try:
             with self._db.write() as session:
-                fresh = apply_exactly_once(session, consumer, wanted, at=self._clock.now())
+                # An event about an erased person (their key is gone) is skipped, and acknowledged.
+                opened = open_batch(session, wanted, metrics=self._metrics, reader=consumer.name)
+                fresh = apply_exactly_once(session, consumer, opened, at=self._clock.now())
         except BaseException:
             consumer.aborted()
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tipwise.kernel.db import Base, UTCDateTime
@@ -25,6 +25,8 @@ class OutboxRow(Base):
     schema_version: Mapped[int]
     trace_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # The payload is sealed with the subject's data key (`events_data_key`).
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __table_args__ = (Index("ix_events_outbox_unpublished", "published_at", "seq"),)
@@ -41,6 +43,7 @@ class LogRow(Base):
     schema_version: Mapped[int]
     trace_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     appended_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -57,3 +60,16 @@ class ConsumerPositionRow(Base):
 
     consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DataKeyRow(Base):
+    """A person's data key: their event payloads are sealed with it; erasure deletes the row.
+
+    Must not outlive the erasure SLA in backups, or shredding does not reach the backups.
+    """
+
+    __tablename__ = "events_data_key"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -21,7 +21,7 @@ _INSERT_OUTBOX = insert(_OUTBOX)
 _INSERT_LOG = insert(_LOG)
 
 
-def append_outbox(session: Session, event: Event) -> None:
+def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
     session.execute(
         _INSERT_OUTBOX,
         {
@@ -31,7 +31,8 @@ def append_outbox(session: Session, event: Event) -> None:
             "time": event.time,
             "schema_version": event.schema_version,
             "trace_id": event.trace_id,
-            "payload": event.payload,
+            "payload": event.payload if payload is None else payload,
+            "encrypted": encrypted,
         },
     )
 
@@ -74,6 +75,7 @@ def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> 
             "schema_version": row.schema_version,
             "trace_id": row.trace_id,
             "payload": row.payload,
+            "encrypted": row.encrypted,
             "appended_at": at,
         }
         for row in rows
@@ -123,6 +125,31 @@ def record(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: da
         )
 
 
+def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:
+    """Return events `consumer` has applied (tracking rows), in log (or outbox) order, after position `after`."""
+    applied = select(TrackingRow.event_id).where(TrackingRow.consumer == consumer)
+    if source == "log":
+        query = (
+            select(_LOG)
+            .where(_LOG.c.position > after, _LOG.c.event_id.in_(applied))
+            .order_by(_LOG.c.position)
+            .limit(limit)
+        )
+        return [(row.position, _to_event(row)) for row in session.execute(query)]
+    outbox = (
+        select(_OUTBOX)
+        .where(_OUTBOX.c.seq > after, _OUTBOX.c.event_id.in_(applied))
+        .order_by(_OUTBOX.c.seq)
+        .limit(limit)
+    )
+    return [(row.seq, _to_event(row)) for row in session.execute(outbox)]
+
+
+def outbox_about(session: Session, subject: str) -> list[Event]:
+    query = select(_OUTBOX).where(_OUTBOX.c.subject == subject).order_by(_OUTBOX.c.seq)
+    return [_to_event(row) for row in session.execute(query)]
+
+
 def events_about(session: Session, subject: str) -> list[Event]:
     query = select(LogRow).where(LogRow.subject == subject).order_by(LogRow.position)
     return [_to_event(row) for row in session.scalars(query)]
@@ -137,4 +164,5 @@ def _to_event(row: LogRow | OutboxRow | Row[Any]) -> Event:
         schema_version=row.schema_version,
         payload=row.payload,
         trace_id=row.trace_id,
+        encrypted=row.encrypted,
     )

@@ -1,5 +1,5 @@
 """Gateway: the server-rendered web pages (Jinja2 + htmx) over the module facades."""
 
-from tipwise.gateway.web import mount
+from tipwise.gateway.web import DataActions, mount
 
-__all__ = ["mount"]
+__all__ = ["DataActions", "mount"]

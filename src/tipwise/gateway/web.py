@@ -11,6 +11,8 @@ People sign in with a password or through an OIDC provider
 
 import contextlib
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -36,7 +38,7 @@ from tipwise.auth import (
     client_of,
 )
 from tipwise.gateway.operations import OperatorView
-from tipwise.kernel.errors import Conflict, NotFound, TipwiseError, TooManyRequests, Unauthorized
+from tipwise.kernel.errors import Conflict, InvalidInput, NotFound, TipwiseError, TooManyRequests, Unauthorized
 from tipwise.profile import (
     CONSENT_WORDING_VERSION,
     CONSENT_WORDINGS,
@@ -189,6 +191,16 @@ async def _consent_decisions(request: Request) -> ConsentsPut:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataActions:
+    """What the "Your data" page does, wired by the app: export, and erase after a confirmation."""
+
+    # user id -> the zip archive of everything about them, and its file name
+    export: Callable[[UUID], tuple[bytes, str]]
+    # (user id, the confirmation typed) -> anything; raises InvalidInput when it does not confirm
+    erase: Callable[[UUID, str], object]
+
+
 def mount(
     app: FastAPI,
     *,
@@ -196,6 +208,7 @@ def mount(
     profile: ProfileFacade,
     recommender: RecommenderFacade,
     operations: OperatorView,
+    data: DataActions,
     secret_key: str,
 ) -> None:
     """Add the web pages, their static files and the session cookie to `app`."""
@@ -211,6 +224,7 @@ def mount(
     app.include_router(_router(auth=auth, profile=profile, recommender=recommender, visitor=visitor))
     app.include_router(_oidc_router(auth=auth))
     app.include_router(_sessions_router(auth=auth, visitor=visitor))
+    app.include_router(_data_router(auth=auth, data=data, visitor=visitor))
     app.include_router(_operations_router(operations=operations, visitor=visitor))
 
 
@@ -426,6 +440,54 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
             return await run_in_threadpool(preferences_view, request, user_id, 422, error=error)
         await run_in_threadpool(profile.record_consents, user_id=user_id, decisions=decisions, source=ConsentSource.WEB)
         return await run_in_threadpool(preferences_view, request, user_id, consents_saved=True)
+
+    return router
+
+
+def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def data_page(request: Request, user_id: UUID, status_code: int = 200, error: str | None = None) -> Response:
+        account = auth.account(user_id=user_id)
+        if account is None:
+            return _to_signin()
+        return _render(request, "data.html", status_code, email=account.email, error=error)
+
+    @router.get("/data", response_model=None)
+    def your_data(request: Request) -> Response:
+        principal = visitor(request)
+        if principal is None:
+            return _to_signin()
+        return data_page(request, principal.user_id)
+
+    @router.post("/data/export", response_model=None)
+    async def export(request: Request) -> Response:
+        await check_csrf(request)
+        principal = await visitor.resolve(request)
+        if principal is None:
+            return _to_signin()
+        archive, filename = await run_in_threadpool(data.export, principal.user_id)
+        return Response(
+            archive,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @router.post("/data/delete", response_model=None)
+    async def delete_account(request: Request, confirm: Annotated[str, Form()] = "") -> Response:
+        await check_csrf(request)
+        principal = await visitor.resolve(request)
+        if principal is None:
+            return _to_signin()
+        try:
+            await run_in_threadpool(data.erase, principal.user_id, confirm)
+        except InvalidInput:
+            error = "Type your account's email address exactly to confirm."
+            return await run_in_threadpool(data_page, request, principal.user_id, 422, error)
+        # The erasure ended every session of the account; this browser forgets its own.
+        request.session.clear()
+        request.state.principal = None
+        return _render(request, "goodbye.html", signed_in=False)
 
     return router
 

@@ -64,6 +64,18 @@ class Metrics:
             ["consumer"],
             registry=self.registry,
         )
+        self.events_shredded_skipped = Counter(
+            "tipwise_events_shredded_skipped_total",
+            "Events about an erased person, whose data key is gone, skipped by a reader or a consumer.",
+            ["reader"],
+            registry=self.registry,
+        )
+        self.model_rebuild_seconds = Histogram(
+            "tipwise_model_rebuild_seconds",
+            "Time to rebuild every model from the log after a person was erased.",
+            buckets=(0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=self.registry,
+        )
         self.outbox_backlog = Gauge(
             "tipwise_outbox_backlog_events",
             "Committed events waiting in the outbox to be published on the bus.",

@@ -22,6 +22,7 @@ from tipwise.profile.contracts import (
 )
 from tipwise.profile.endpoints import build_router
 from tipwise.profile.facade import ProfileFacade
+from tipwise.profile.privacy import ProfilePersonalData
 
 __all__ = [
     "CONSENT_WORDINGS",
@@ -38,6 +39,7 @@ __all__ = [
     "PreferencesOut",
     "PreferencesPatch",
     "ProfileFacade",
+    "ProfilePersonalData",
     "Purpose",
     "QuietHours",
     "TimeWindow",

@@ -16,6 +16,7 @@ from tipwise.recommender.domain.features import FEATURE_SPEC
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.endpoints import build_router
 from tipwise.recommender.facade import RecommenderFacade
+from tipwise.recommender.privacy import RecommenderPersonalData
 from tipwise.recommender.settings import RecommenderSettings
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "NextTipOut",
     "Reaction",
     "RecommenderFacade",
+    "RecommenderPersonalData",
     "RecommenderSettings",
     "ShadowChoice",
     "TipDecided",

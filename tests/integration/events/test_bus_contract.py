@@ -289,6 +289,58 @@ class TestBusContract:
             harness.bus.subscribe(RecordingConsumer())
 
 
+class TestCryptoShredding:
+    """Events about a person travel sealed; once their key is destroyed no bus hands them out."""
+
+    def test_a_sealed_event_reaches_the_consumer_in_clear(self, harness: Harness, migrated: Database) -> None:
+        consumer = RecordingConsumer()
+        harness.bus.subscribe(consumer)
+        person = str(uuid.uuid4())
+        with migrated.write() as session:
+            events.publish(session, _about(person, "1"))
+        with migrated.read() as session:
+            [(_, raw)] = repository.unpublished_events(session, limit=10)
+        assert raw.encrypted
+        assert b"00000000-0000-0000-0000-000000000001" not in raw.payload
+
+        assert harness.drain() == 1
+        assert consumer.seen == ["1"]
+
+    def test_events_whose_key_is_gone_are_skipped_and_acknowledged(
+        self, harness: Harness, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer()
+        harness.bus.subscribe(consumer)
+        erased, kept = str(uuid.uuid4()), str(uuid.uuid4())
+        with migrated.write() as session:
+            events.publish(session, _about(erased, "1"))
+            events.publish(session, _about(kept, "2"))
+            events.publish(session, _about(erased, "3"))
+        # The events are on the bus (the log, or a JetStream stream) when the person is erased.
+        harness.bus.relay()
+        with migrated.write() as session:
+            assert events.shredding.erase(session, erased) == 1
+
+        assert harness.drain() == 1
+        assert consumer.seen == ["2"]
+        assert _effects(migrated) == ["2"]
+        # Skipped events were acknowledged: nothing comes back, nothing is pending.
+        assert harness.drain() == 0
+        assert harness.bus.lag(consumer.name).events == 0
+        if isinstance(harness, NatsHarness):
+            rendered = harness.metrics.render().decode()
+            assert 'tipwise_events_shredded_skipped_total{reader="recorder"} 2.0' in rendered
+
+
+def _about(person: str, n: str) -> events.Event:
+    return events.Event.create(
+        type=events.TIP_DECIDED,
+        subject=person,
+        time=FakeClock().now(),
+        data={"tip_instance_id": f"00000000-0000-0000-0000-00000000000{n}"},
+    )
+
+
 @pytest.mark.nats
 @pytest.mark.max_attempts(3)
 class TestNatsDeadLetters:

@@ -33,6 +33,7 @@ class Envelope(_message.Message):
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The event's unique id (a UUID); consumers dedupe on it."""
     type: _builtins.str
@@ -44,7 +45,12 @@ class Envelope(_message.Message):
     trace_id: _builtins.str
     """Correlates the event with the request or job that caused it; empty when unknown."""
     payload: _builtins.bytes
-    """The serialized payload message."""
+    """The serialized payload message; when `encrypted`, sealed with the subject's data key."""
+    encrypted: _builtins.bool
+    """True when `payload` is a 12-byte AES-GCM nonce followed by the ciphertext of the payload
+    message, under the data key of `subject` with the event id as associated data. Erasing a
+    person destroys their key, so every copy of such a payload becomes unreadable.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -59,10 +65,11 @@ class Envelope(_message.Message):
         schema_version: _builtins.int = ...,
         trace_id: _builtins.str = ...,
         payload: _builtins.bytes = ...,
+        encrypted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "payload", b"payload", "schema_version", b"schema_version", "subject", b"subject", "time", b"time", "trace_id", b"trace_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted", b"encrypted", "id", b"id", "payload", b"payload", "schema_version", b"schema_version", "subject", b"subject", "time", b"time", "trace_id", b"trace_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

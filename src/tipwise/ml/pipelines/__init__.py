@@ -11,6 +11,7 @@ from tipwise.ml.pipelines.evaluation import (
     sample_mean,
 )
 from tipwise.ml.pipelines.learner import Learner, SnapshotCadence, replay, stored_states
+from tipwise.ml.pipelines.privacy import LearnerPersonalData
 from tipwise.ml.pipelines.promotions import (
     GateResult,
     InvalidPromotion,
@@ -49,6 +50,7 @@ __all__ = [
     "GateResult",
     "InvalidPromotion",
     "Learner",
+    "LearnerPersonalData",
     "LearnerSettings",
     "LoggedRound",
     "PolicyEvaluation",

@@ -12,6 +12,12 @@ consent (`TipDecided.learnable` false) is never remembered, so nothing is
 learned from it; a reaction recorded after such a withdrawal
 (`FeedbackReaction.learnable` false) drops its pending decision unlearned.
 
+Erasure: when a person is erased their data key is destroyed (their events on
+the log become unreadable) before `user.deleted` is published. Applying
+`user.deleted`, the learner rebuilds every model by replaying the events it has
+applied, which now skips the erased person's, and swaps the rebuilt models in
+(stored, published to serving, snapshotted).
+
 `expire` only *publishes* `reward.defaulted`; the reward is applied when that
 event comes off the log. So everything learned is a pure function of the log
 order, and `replay` rebuilds the same models bit for bit. A reaction that comes
@@ -27,6 +33,8 @@ seconds, as a snapshot to the model registry.
 from __future__ import annotations
 
 import io
+import itertools
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +68,8 @@ log = get_logger(__name__)
 
 EXPIRE_BATCH = 1000
 LEARNED_EVENT_TYPES = frozenset({events.TIP_DECIDED, events.FEEDBACK_REACTION, events.REWARD_DEFAULTED})
+# The events this learner has applied, in the order it applied them, readable ones only.
+History = Callable[[WriteSession], Iterable[events.Event]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +81,7 @@ class Pending:
     shared: dict[str, float]
     action: dict[str, float]
     propensity: float
+    user_id: UUID | None = None
 
 
 @dataclass(kw_only=True)
@@ -107,6 +118,7 @@ def join(
                     shared=decided.shared,
                     action=decided.action,
                     propensity=decided.propensity,
+                    user_id=_person(event.subject),
                 )
             )
         elif event.type == events.FEEDBACK_REACTION:
@@ -127,6 +139,13 @@ def join(
                 outcome.examples.append(_example(pending, rewards.default))
                 outcome.timeouts += 1
     return outcome
+
+
+def _person(subject: str) -> UUID | None:
+    try:
+        return UUID(subject)
+    except ValueError:
+        return None
 
 
 def _instance_id(event: events.Event) -> UUID:
@@ -158,7 +177,7 @@ class Learner:
     """Trains its own copy of every registered policy and publishes it after each commit."""
 
     name = "learner"
-    event_types = LEARNED_EVENT_TYPES
+    event_types = LEARNED_EVENT_TYPES | {events.USER_DELETED}
 
     def __init__(
         self,
@@ -170,6 +189,7 @@ class Learner:
         metrics: Metrics,
         models: ModelRegistry | None = None,
         cadence: SnapshotCadence | None = None,
+        history: History | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -178,6 +198,8 @@ class Learner:
         self._metrics = metrics
         self._snapshots = models
         self._cadence = cadence or SnapshotCadence()
+        self._history = history
+        self._rebuilt = False
         self._models: dict[str, Policy] = {}
         self._dirty = False
         self._last_reaction_at: datetime | None = None
@@ -218,6 +240,15 @@ class Learner:
 
     def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         self._before_batch = (self._last_reaction_at, self._unsnapshotted)
+        learned = [event for event in batch if event.type in LEARNED_EVENT_TYPES]
+        if learned:
+            self._apply_learned(session, learned)
+        erased = [event for event in batch if event.type == events.USER_DELETED]
+        if erased:
+            # The batch's own events are not tracked yet: the rebuild replays them after the history.
+            self._rebuild(session, erased=len(erased), tail=learned)
+
+    def _apply_learned(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         # One query loads every stored decision the batch may refer to; decisions made and
         # rewarded within the batch never touch the table; the rest is written in bulk.
         referenced = {_instance_id(event) for event in batch}
@@ -258,6 +289,7 @@ class Learner:
                     "shared": p.shared,
                     "action": p.action,
                     "propensity": p.propensity,
+                    "user_id": p.user_id,
                 }
                 for p in fresh.values()
             ],
@@ -278,11 +310,16 @@ class Learner:
     def committed(self) -> None:
         if self._dirty:
             self._publish()
+        if self._rebuilt:
+            # A rebuilt model replaces every snapshot that still holds the erased person.
+            self._rebuilt = False
+            self.snapshot()
         # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
         self.snapshot_if_due()
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
+        self._rebuilt = False
         self.restore()
 
     # -- reward wait -----------------------------------------------------------
@@ -341,7 +378,43 @@ class Learner:
             metrics={"rewards": model.version},
         )
 
+    # -- erasure ----------------------------------------------------------------
+
+    def _rebuild(self, session: WriteSession, *, erased: int, tail: Sequence[events.Event]) -> None:
+        """Replace every model with a replay of the applied events that are still readable."""
+        if self._history is None:
+            log.warning("rebuild_skipped", reason="this learner has no event history to replay")
+            return
+        started = time.perf_counter()
+        history = self._history(session)
+        models = replay(
+            itertools.chain(history, tail),
+            specs=self._registry.specs,
+            features=self._registry.features,
+            rewards=self._rewards,
+        )
+        now = self._clock.now()
+        for name, model in models.items():
+            repository.save_model(session, self._row(name, model, now))
+        self._models = models
+        self._dirty = True
+        self._rebuilt = True
+        seconds = time.perf_counter() - started
+        self._metrics.model_rebuild_seconds.observe(seconds)
+        log.info("models_rebuilt_after_erasure", people=erased, seconds=round(seconds, 3))
+
     # -- internals -------------------------------------------------------------
+
+    def _row(self, name: str, model: Policy, now: datetime) -> ModelRow:
+        return ModelRow(
+            name=name,
+            spec=model.spec_dict(),
+            feature_spec=self._registry.features.name,
+            reward_map_version=self._rewards.version,
+            version=model.version,
+            state=model.state_bytes(),
+            updated_at=now,
+        )
 
     def _learn(self, session: WriteSession, examples: Sequence[LoggedReward]) -> None:
         if not examples:
@@ -349,18 +422,7 @@ class Learner:
         now = self._clock.now()
         for name, model in self._models.items():
             model.learn(examples)
-            repository.save_model(
-                session,
-                ModelRow(
-                    name=name,
-                    spec=model.spec_dict(),
-                    feature_spec=self._registry.features.name,
-                    reward_map_version=self._rewards.version,
-                    version=model.version,
-                    state=model.state_bytes(),
-                    updated_at=now,
-                ),
-            )
+            repository.save_model(session, self._row(name, model, now))
         self._unsnapshotted += len(examples)
         self._dirty = True
 

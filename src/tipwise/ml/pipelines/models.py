@@ -23,6 +23,8 @@ class PendingDecisionRow(Base):
     shared: Mapped[dict[str, float]] = mapped_column(JSON)
     action: Mapped[dict[str, float]] = mapped_column(JSON)
     propensity: Mapped[float]
+    # Whom the decision was for (the event's subject); NULL for rows from before it was kept.
+    user_id: Mapped[UUID | None] = mapped_column(default=None, index=True)
 
 
 class ModelRow(Base):

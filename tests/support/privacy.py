@@ -1,0 +1,46 @@
+"""Which tables hold a user id: the walk the export/erasure coverage test and the erasure test share."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from sqlalchemy import Column, MetaData, Table
+
+import tipwise
+from tipwise.kernel.db import Base
+
+ACCOUNTS = "auth_user"
+# Column names that hold a user id wherever they appear.
+USER_ID_NAMES = frozenset({"user_id", "account_id"})
+
+
+def import_every_model() -> MetaData:
+    """Import every `models` module under tipwise so `Base.metadata` knows every table; return it."""
+    for info in pkgutil.walk_packages(tipwise.__path__, prefix="tipwise."):
+        if info.name.endswith(".models"):
+            importlib.import_module(info.name)
+    return Base.metadata
+
+
+def user_id_columns(table: Table) -> list[Column[object]]:
+    """Return the columns of `table` that hold a user id.
+
+    The accounts table's id; a foreign key to it; a column named like `user_id`; and the
+    `subject` of the events module's tables (an event is about its subject).
+    """
+    found: list[Column[object]] = []
+    for column in table.columns:
+        if table.name == ACCOUNTS and column.name == "id":
+            found.append(column)
+        elif any(fk.column.table.name == ACCOUNTS for fk in column.foreign_keys):
+            found.append(column)
+        elif column.name in USER_ID_NAMES:
+            found.append(column)
+        elif table.name.startswith("events_") and column.name == "subject":
+            found.append(column)
+    return found
+
+
+def tables_holding_user_ids(metadata: MetaData) -> dict[str, list[Column[object]]]:
+    return {name: cols for name, table in metadata.tables.items() if (cols := user_id_columns(table))}
