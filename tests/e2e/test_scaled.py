@@ -160,7 +160,13 @@ class TestScaledTopology:
             # The target for the scaled topology is a p50 under 3 s; one sample must not be far off.
             assert time.monotonic() - reacted_at < 10
 
-        assert _metric(topology.relay, "tipwise_outbox_backlog_events") == 0.0
+        # The relay drains the outbox (the last polled decisions may still be on their way).
+        _wait_for(
+            lambda: _metric(topology.relay, "tipwise_outbox_backlog_events") == 0.0,
+            timeout=10,
+            what="the outbox was not drained",
+            output=topology.output,
+        )
 
         # SIGTERM stops every process gracefully (one topology start serves both checks: it is slow).
         topology.process.send_signal(signal.SIGTERM)
