@@ -75,7 +75,10 @@ pytest: $(DEV_STAMP) $(BUF_STAMP) system-deps
 test: lint typecheck imports proto-check pytest
 
 $(BUF_STAMP):
-	@command -v npm >/dev/null 2>&1 || { echo "buf is installed with npm: install Node.js and npm first"; exit 1; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Debian's npm, which installs buf"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
 	npm install --silent --no-audit --no-fund --no-save --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 	$(BUF) --version
 	@touch $@
