@@ -9,47 +9,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import pytest
-from sqlalchemy import text
 
+from tests.support.consumers import RecordingConsumer, effects
 from tipwise import events
 from tipwise.events import repository
 from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import FakeClock
-from tipwise.kernel.db import Database, WriteSession
+from tipwise.kernel.db import Database
 from tipwise.kernel.metrics import Metrics
-
-
-@dataclass
-class RecordingConsumer:
-    """Writes one row per applied event (its effect), in the bus's transaction."""
-
-    name: str = "recorder"
-    event_types: frozenset[str] = frozenset({events.TIP_DECIDED})
-    fail_on: str | None = None
-    committed_batches: int = 0
-    aborted_batches: int = 0
-    seen: list[str] = field(default_factory=list)
-
-    def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
-        for event in batch:
-            n = _n(event)
-            session.execute(
-                text("INSERT INTO events_consumer_position (consumer, position) VALUES (:c, 0)"), {"c": f"effect:{n}"}
-            )
-            if self.fail_on == n:
-                raise RuntimeError("consumer failed")
-        self.seen.extend(_n(event) for event in batch)
-
-    def committed(self) -> None:
-        self.committed_batches += 1
-
-    def aborted(self) -> None:
-        self.aborted_batches += 1
 
 
 def _n(event: events.Event) -> str:
@@ -69,14 +41,6 @@ def _publish(db: Database, clock: FakeClock, *ns: str, type: str = events.TIP_DE
     with db.write() as session:
         for n in ns:
             events.publish(session, _event(n, clock, type=type))
-
-
-def _effects(db: Database) -> list[str]:
-    with db.read() as session:
-        rows = session.execute(
-            text("SELECT consumer FROM events_consumer_position WHERE consumer LIKE 'effect:%' ORDER BY consumer")
-        )
-        return [r[0].removeprefix("effect:") for r in rows]
 
 
 class Harness(Protocol):
@@ -196,7 +160,7 @@ def nats_harness(
 
 class TestBusContract:
     def test_published_events_reach_the_consumer_once_in_order(self, harness: Harness, migrated: Database) -> None:
-        consumer = RecordingConsumer()
+        consumer = RecordingConsumer(key=_n)
         harness.bus.subscribe(consumer)
         _publish(migrated, FakeClock(), "1", "2", "3")
         _publish(migrated, FakeClock(), "9", type=events.FEEDBACK_REACTION)
@@ -204,13 +168,13 @@ class TestBusContract:
         assert harness.drain() == 3
         assert consumer.seen == ["1", "2", "3"]
         assert harness.drain() == 0
-        assert _effects(migrated) == ["1", "2", "3"]
+        assert effects(migrated) == ["1", "2", "3"]
         assert harness.bus.lag("recorder").events == 0
 
     def test_nothing_reaches_consumers_before_the_outbox_is_relayed(
         self, harness: Harness, migrated: Database, clock: FakeClock
     ) -> None:
-        consumer = RecordingConsumer()
+        consumer = RecordingConsumer(key=_n)
         harness.bus.subscribe(consumer)
         _publish(migrated, clock, "1")
         assert harness.bus.dispatch() == 0
@@ -233,35 +197,35 @@ class TestBusContract:
     def test_a_failing_event_is_not_applied_and_comes_back_until_it_succeeds(
         self, harness: Harness, migrated: Database, clock: FakeClock
     ) -> None:
-        consumer = RecordingConsumer(fail_on="2")
+        consumer = RecordingConsumer(key=_n, fail_on="2")
         harness.bus.subscribe(consumer)
         _publish(migrated, clock, "1", "2", "3")
 
         with pytest.raises(RuntimeError, match="consumer failed") if isinstance(harness, EmbeddedHarness) else _noop():
             harness.drain()
         assert consumer.aborted_batches >= 1
-        assert "2" not in _effects(migrated)
+        assert "2" not in effects(migrated)
 
         consumer.fail_on = None
-        _eventually(lambda: harness.drain() >= 0 and _effects(migrated) == ["1", "2", "3"])
+        _eventually(lambda: harness.drain() >= 0 and effects(migrated) == ["1", "2", "3"])
         assert sorted(consumer.seen) == ["1", "2", "3"]
 
     def test_events_handed_over_again_are_not_applied_twice(
         self, harness: Harness, migrated: Database, clock: FakeClock
     ) -> None:
-        consumer = RecordingConsumer()
+        consumer = RecordingConsumer(key=_n)
         harness.bus.subscribe(consumer)
         _publish(migrated, clock, "1", "2")
         assert harness.drain() == 2
 
         harness.redeliver("recorder")
         assert harness.drain() == 0
-        assert _effects(migrated) == ["1", "2"]
+        assert effects(migrated) == ["1", "2"]
 
     def test_a_relay_that_crashed_before_marking_does_not_duplicate_events(
         self, harness: Harness, migrated: Database, clock: FakeClock
     ) -> None:
-        consumer = RecordingConsumer()
+        consumer = RecordingConsumer(key=_n)
         harness.bus.subscribe(consumer)
         _publish(migrated, clock, "1", "2")
         harness.publish_unmarked()
@@ -272,28 +236,28 @@ class TestBusContract:
     def test_a_second_consumer_catches_up_from_the_start(
         self, harness: Harness, migrated: Database, clock: FakeClock
     ) -> None:
-        first = RecordingConsumer(name="first")
+        first = RecordingConsumer(key=_n, name="first")
         harness.bus.subscribe(first)
         _publish(migrated, clock, "1")
         harness.drain()
 
-        late = RecordingConsumer(name="late")
+        late = RecordingConsumer(key=_n, name="late")
         late.apply = lambda session, batch: late.seen.extend(_n(e) for e in batch)  # type: ignore[method-assign]
         harness.bus.subscribe(late)
         assert harness.drain() == 1
         assert late.seen == ["1"]
 
     def test_subscribing_two_consumers_with_one_name_is_refused(self, harness: Harness) -> None:
-        harness.bus.subscribe(RecordingConsumer())
+        harness.bus.subscribe(RecordingConsumer(key=_n))
         with pytest.raises(ValueError, match="already subscribed"):
-            harness.bus.subscribe(RecordingConsumer())
+            harness.bus.subscribe(RecordingConsumer(key=_n))
 
 
 class TestCryptoShredding:
     """Events about a person travel sealed; once their key is destroyed no bus hands them out."""
 
     def test_a_sealed_event_reaches_the_consumer_in_clear(self, harness: Harness, migrated: Database) -> None:
-        consumer = RecordingConsumer()
+        consumer = RecordingConsumer(key=_n)
         harness.bus.subscribe(consumer)
         person = str(uuid.uuid4())
         with migrated.write() as session:
@@ -309,7 +273,7 @@ class TestCryptoShredding:
     def test_events_whose_key_is_gone_are_skipped_and_acknowledged(
         self, harness: Harness, migrated: Database, clock: FakeClock
     ) -> None:
-        consumer = RecordingConsumer()
+        consumer = RecordingConsumer(key=_n)
         harness.bus.subscribe(consumer)
         erased, kept = str(uuid.uuid4()), str(uuid.uuid4())
         with migrated.write() as session:
@@ -323,7 +287,7 @@ class TestCryptoShredding:
 
         assert harness.drain() == 1
         assert consumer.seen == ["2"]
-        assert _effects(migrated) == ["2"]
+        assert effects(migrated) == ["2"]
         # Skipped events were acknowledged: nothing comes back, nothing is pending.
         assert harness.drain() == 0
         assert harness.bus.lag(consumer.name).events == 0
@@ -348,12 +312,12 @@ class TestNatsDeadLetters:
         self, nats_harness: NatsHarness, migrated: Database, clock: FakeClock
     ) -> None:
         harness = nats_harness
-        consumer = RecordingConsumer(fail_on="2")
+        consumer = RecordingConsumer(key=_n, fail_on="2")
         harness.bus.subscribe(consumer)
         _publish(migrated, clock, "1", "2", "3")
 
         _eventually(lambda: harness.drain() >= 0 and harness.bus.dead_letters() == 1)
-        assert _effects(migrated) == ["1", "3"]
+        assert effects(migrated) == ["1", "3"]
         rendered = harness.metrics.render().decode()
         assert 'tipwise_events_dead_lettered_total{consumer="recorder"} 1.0' in rendered
         # two failed deliveries went back to the bus before the third went to the dead letters
@@ -361,7 +325,7 @@ class TestNatsDeadLetters:
 
         _publish(migrated, clock, "4")
         assert harness.drain() == 1
-        assert _effects(migrated) == ["1", "3", "4"]
+        assert effects(migrated) == ["1", "3", "4"]
 
 
 class _noop:
