@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from argon2 import PasswordHasher
+from sqlalchemy.exc import IntegrityError
 
 from tipwise.auth import oidc_service
 from tipwise.auth.contracts import Account, IssuedTokens, LoginMethod, Principal, Role, SessionInfo
@@ -372,14 +373,24 @@ class AuthFacade:
             raise OidcLoginFailed(f"the answer from {oidc.title} carries no code", reason="code_missing")
         id_token = oidc.exchange_code(code=code, redirect_uri=redirect_uri, code_verifier=pending.code_verifier)
         identity = oidc.validate_id_token(id_token, nonce=pending.nonce)
-        with self._db.write() as session:
-            return oidc_service.link_account(
-                session,
-                identity=identity,
-                provider_title=oidc.title,
-                display_name=apple_user_name(params.get("user")),
-                now=self._clock.now(),
-            )
+        display_name = apple_user_name(params.get("user"))
+
+        def link() -> oidc_service.LinkedAccount:
+            with self._db.write() as session:
+                return oidc_service.link_account(
+                    session,
+                    identity=identity,
+                    provider_title=oidc.title,
+                    display_name=display_name,
+                    now=self._clock.now(),
+                )
+
+        try:
+            return link()
+        except IntegrityError:
+            # A simultaneous first sign-in of the same identity (two tabs) created the account or
+            # the link a moment ago: now it exists, and this sign-in finds it.
+            return link()
 
     def _provider(self, name: str) -> OidcProvider:
         found = self._oidc.get(name) if self._oidc else None
