@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import FAST_AUTH
-from tipwise import migrations
-from tipwise.app import create_app
-from tipwise.bootstrap import build
-from tipwise.kernel.db import Database
-from tipwise.settings import Settings
+from tests.support.server import served_app
 
 pytestmark = pytest.mark.browser
 
@@ -42,34 +34,11 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def base_url(tmp_path: Path) -> Iterator[str]:
     """Serve the real app (embedded worker included) with uvicorn on a free port."""
-    settings = Settings(data_dir=tmp_path, secret_key="browser-test-secret-key-long-enough-for-hs256")
-    db = Database.connect(settings.sqlalchemy_url)
-    migrations.upgrade(db)
-    db.dispose()
-    container = build(settings, auth_settings=FAST_AUTH)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the app server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    container.close()
+    with served_app(tmp_path, auth_settings=FAST_AUTH) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pydantic import SecretStr
 
 from tests.conftest import FAST_AUTH
 from tests.e2e.test_browser import CHROMIUM_FLAGS, _chromium
-from tests.support.network import free_port
 from tests.support.oidc_provider import MockProvider, flip_signature_byte, running_provider
-from tipwise import migrations
-from tipwise.app import create_app
+from tests.support.server import served_app
 from tipwise.auth import OidcProviderConfig, OidcSettings
-from tipwise.bootstrap import build
-from tipwise.kernel.db import Database
-from tipwise.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -35,10 +27,6 @@ def provider() -> Iterator[MockProvider]:
 @pytest.fixture
 def base_url(tmp_path: Path, provider: MockProvider) -> Iterator[str]:
     """Serve the real app with uvicorn, with the mock configured as the provider "Mock ID"."""
-    settings = Settings(data_dir=tmp_path, secret_key="browser-test-secret-key-long-enough-for-hs256")
-    db = Database.connect(settings.sqlalchemy_url)
-    migrations.upgrade(db)
-    db.dispose()
     oidc = OidcSettings(
         providers=[
             OidcProviderConfig(
@@ -46,20 +34,8 @@ def base_url(tmp_path: Path, provider: MockProvider) -> Iterator[str]:
             )
         ]
     )
-    container = build(settings, auth_settings=FAST_AUTH, oidc_settings=oidc)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(container), host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the app server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    container.close()
+    with served_app(tmp_path, auth_settings=FAST_AUTH, oidc_settings=oidc) as url:
+        yield url
 
 
 @pytest.fixture
