@@ -8,23 +8,28 @@ token it returns, and a clock set ahead makes a genuine token expired.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from pydantic import SecretStr
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
 from tests.conftest import ContainerFactory
 from tests.e2e.helpers import PASSWORD, sign_up
 from tests.support.network import free_port
 from tests.support.oidc_provider import MockProvider, flip_signature_byte, running_provider
+from tests.support.postgres import fresh_database
 from tipwise.app import create_app
 from tipwise.auth import LoginMethod, OidcProviderConfig, OidcSettings
 from tipwise.auth.models import IdentityRow, OidcLoginRow
@@ -188,6 +193,35 @@ class TestSignIn:
         for password in (PASSWORD, "not-a-real-password", ""):
             with pytest.raises(Unauthorized):
                 container.auth.authenticate(email="ada@example.org", password=password)
+
+    @pytest.mark.postgres
+    def test_a_first_sign_in_racing_another_that_creates_the_account_links_to_it(
+        self, make_container: ContainerFactory, provider: MockProvider, postgres_admin_url: str
+    ) -> None:
+        provider.set_user("race-1", email="race@example.org", email_verified=True)
+        with fresh_database(postgres_admin_url) as url:
+            container = make_container(url, oidc_settings=oidc_settings(provider.issuer))
+            # Another sign-in (another tab) has created the account and not committed yet...
+            other = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+            theirs = uuid4()
+            other.execute(
+                "INSERT INTO auth_user (id, email, password_hash, role, created_at)"
+                " VALUES (%s, %s, NULL, 'user', now())",
+                (theirs, "race@example.org"),
+            )
+            answers: list[Response] = []
+            with TestClient(create_app(container), follow_redirects=False) as web:
+                racing = threading.Thread(target=lambda: answers.append(sign_in(web, provider, sub="race-1")))
+                racing.start()  # ...so this sign-in's insert of the same email waits on the unique index,
+                time.sleep(1.0)
+                other.commit()  # and fails once the other commits: the retry finds that account.
+                other.close()
+                racing.join(30)
+            assert answers, "the sign-in did not finish"
+            assert answers[0].status_code == 303, answers[0].text
+            row = identity(container, "race-1")
+            assert row is not None
+            assert row.account_id == theirs
 
     def test_an_oidc_sign_in_is_a_listed_session_and_revoking_it_signs_the_browser_out(
         self, web: TestClient, container: Container, provider: MockProvider
