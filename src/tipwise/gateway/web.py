@@ -152,6 +152,11 @@ class Visitor:
         request.state.principal = principal
         return principal
 
+    async def sending_form(self, request: Request) -> Principal | None:
+        """Refuse a state-changing request without the session's CSRF token; then resolve who sent it."""
+        await check_csrf(request)
+        return await self.resolve(request)
+
     async def resolve(self, request: Request) -> Principal | None:
         """Like calling it, off the event loop (a cache miss queries the database)."""
         if getattr(request.state, "principal", _UNRESOLVED) is not _UNRESOLVED:
@@ -252,8 +257,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/welcome", response_model=None)
     async def answer_welcome(request: Request) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return _to_signin()
         user_id = principal.user_id
@@ -277,8 +281,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         password: Annotated[str, Form()],
         timezone: Annotated[str, Form()] = "UTC",
     ) -> Response:
-        await check_csrf(request)
-        await visitor.resolve(request)
+        await visitor.sending_form(request)
         try:
             body = RegisterRequest(email=email, password=password)
             account = await run_in_threadpool(auth.register, email=body.email, password=body.password)
@@ -306,8 +309,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/signin", response_model=None)
     async def signin(request: Request, email: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
-        await check_csrf(request)
-        await visitor.resolve(request)
+        await visitor.sending_form(request)
         user_agent, ip = client_of(request)
         try:
             issued = await run_in_threadpool(auth.login, email=email, password=password, user_agent=user_agent, ip=ip)
@@ -322,8 +324,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/signout")
     async def signout(request: Request) -> RedirectResponse:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is not None:
             # Already revoked elsewhere in the meantime: signed out all the same.
             with contextlib.suppress(NotFound, Unauthorized):
@@ -333,8 +334,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/web/tips/next", response_model=None)
     async def next_tip(request: Request) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return Response(status_code=401, headers={"HX-Redirect": "/signin"})
         decision = await run_in_threadpool(recommender.next_tip, user_id=principal.user_id)
@@ -342,8 +342,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/web/tips/{tip_instance_id}/reaction", response_model=None)
     async def react(request: Request, tip_instance_id: UUID, reaction: Annotated[Reaction, Form()]) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return Response(status_code=401, headers={"HX-Redirect": "/signin"})
         await run_in_threadpool(
@@ -405,8 +404,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/preferences", response_model=None)
     async def save_preferences(request: Request) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return _to_signin()
         user_id = principal.user_id
@@ -428,8 +426,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
 
     @router.post("/preferences/consents", response_model=None)
     async def save_consents(request: Request) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return _to_signin()
         user_id = principal.user_id
@@ -462,8 +459,7 @@ def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> AP
 
     @router.post("/data/export", response_model=None)
     async def export(request: Request) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return _to_signin()
         archive, filename = await run_in_threadpool(data.export, principal.user_id)
@@ -475,8 +471,7 @@ def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> AP
 
     @router.post("/data/delete", response_model=None)
     async def delete_account(request: Request, confirm: Annotated[str, Form()] = "") -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return _to_signin()
         try:
@@ -506,8 +501,7 @@ def _sessions_router(*, auth: AuthFacade, visitor: Visitor) -> APIRouter:
 
     @router.post("/sessions/{session_id}/revoke", response_model=None)
     async def revoke(request: Request, session_id: UUID) -> Response:
-        await check_csrf(request)
-        principal = await visitor.resolve(request)
+        principal = await visitor.sending_form(request)
         if principal is None:
             return _to_signin()
         # Someone else's session id is a 404 problem, like an unknown one.
