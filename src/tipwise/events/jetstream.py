@@ -30,6 +30,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -146,6 +147,9 @@ class _Loop:
         except FutureTimeout:
             future.cancel()
             raise BusUnavailable(f"NATS did not answer within {timeout:g} s") from None
+        except FutureCancelled:
+            # nats-py cancels what is in flight when the connection drops and reconnects.
+            raise BusUnavailable("NATS dropped the connection while answering") from None
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
