@@ -203,7 +203,9 @@ class NatsBus:
             if len(batch) < self._settings.batch_size:
                 break
         if self._metrics is not None:
-            self._metrics.outbox_backlog.set(self.outbox_backlog())
+            # An empty first batch means nothing waits (for this relay): an idle relay polling
+            # every 50 ms need not count the outbox as well.
+            self._metrics.outbox_backlog.set(self.outbox_backlog() if moved else 0)
         return moved
 
     def dispatch(self) -> int:
