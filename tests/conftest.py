@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.nats import nats_server
 from tests.support.postgres import fresh_database, postgres_server
-from tipwise import migrations
+from tests.support.templates import MigratedTemplates
 from tipwise.app import create_app
 from tipwise.auth import AuthSettings
 from tipwise.bootstrap import Container, build
@@ -35,6 +35,12 @@ def nats_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> MigratedTemplates:
+    """`templates.prepare(url)` brings a test database to the newest schema (see tests/support/templates.py)."""
+    return MigratedTemplates(tmp_path_factory.mktemp("templates"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test using this runs twice: on a SQLite file and on a fresh PostgreSQL database."""
@@ -52,9 +58,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def migrated(database_url: str) -> Iterator[Database]:
+def migrated(database_url: str, templates: MigratedTemplates) -> Iterator[Database]:
+    templates.prepare(database_url)
     db = Database.connect(database_url)
-    migrations.upgrade(db)
     yield db
     db.dispose()
 
@@ -73,7 +79,7 @@ ContainerFactory = Callable[..., Container]
 
 
 @pytest.fixture
-def make_container(tmp_path: Path, clock: FakeClock) -> Iterator[ContainerFactory]:
+def make_container(tmp_path: Path, clock: FakeClock, templates: MigratedTemplates) -> Iterator[ContainerFactory]:
     """Build containers on migrated databases; each is closed after the test."""
     built: list[Container] = []
 
@@ -89,9 +95,7 @@ def make_container(tmp_path: Path, clock: FakeClock) -> Iterator[ContainerFactor
         }
         fields.update(settings or {})
         settings_ = Settings(**fields)  # type: ignore[arg-type]
-        db = Database.connect(settings_.sqlalchemy_url)
-        migrations.upgrade(db)
-        db.dispose()
+        templates.prepare(settings_.sqlalchemy_url)
         options: dict[str, object] = {"clock": clock, "seeds": counting_seeds(), "auth_settings": FAST_AUTH}
         options.update(overrides)
         container = build(settings_, **options)  # type: ignore[arg-type]
