@@ -262,8 +262,8 @@ class CandidateSet(Sequence[Mapping[str, float]]):
         self.action = action
         self.cross: Matrix = action[:, spec.cross_columns]
         # A row's squared norm is |a|^2 + (1 + |cross|^2) |s|^2: the parts of it known before the context.
-        self.action_sq: Vector = np.einsum("ij,ij->i", action, action)
-        self.cross_sq1: Vector = np.einsum("ij,ij->i", self.cross, self.cross) + 1.0
+        self.action_sq: Vector = np.vecdot(action, action)
+        self.cross_sq1: Vector = np.vecdot(self.cross, self.cross) + 1.0
         # Only the action positions some candidate uses take part in scoring: a few of the hashed width.
         self.columns: Indices = np.flatnonzero(action.any(axis=0))
         self.z: Matrix = np.hstack([action[:, self.columns], self.cross])

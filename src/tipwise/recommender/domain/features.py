@@ -174,10 +174,15 @@ class FeatureAssembler:
             shared["weekend"] = 1.0
         if not weekend and 9 <= local_now.hour < 17:
             shared["work_hours"] = 1.0
+        # Each part is bound on its own, once: the parts' names are disjoint, so this binds every tip's whole map.
         personal: dict[Category, dict[str, float]] = {category: {} for category in _CATEGORIES}
         if Purpose.PERSONALIZATION in purposes:
             stats = category_stats(history)
-            personal = {category: self._personal(stats.get(category, CategoryStats())) for category in _CATEGORIES}
+            personal = {
+                category: bind(self._personal(stats.get(category, CategoryStats())), purposes)
+                for category in _CATEGORIES
+            }
+        fits = bind({"fits_time_of_day": 1.0}, purposes)
         actions = {}
         rows: list[int] = []
         fitting: list[int] = []
@@ -185,18 +190,17 @@ class FeatureAssembler:
             static, row = self._static_features(tip)
             features = {**static, **personal[tip.category]}
             if moment in tip.times_of_day:
-                features["fits_time_of_day"] = 1.0
+                features.update(fits)
                 fitting.append(len(rows))
-            actions[tip.id] = bind(features, purposes)
+            actions[tip.id] = features
             rows.append(row)
         if allow_nothing:
             actions[SEND_NOTHING] = bind({"send_nothing": 1.0}, purposes)
-        # Every part is bound on its own: the parts' names are disjoint, so this is binding the whole.
         matrix = self._rows[rows]
         if Purpose.PERSONALIZATION in purposes:
-            by_category = self._spec.action_matrix([bind(personal[c], purposes) for c in _CATEGORIES])
+            by_category = self._spec.action_matrix([personal[category] for category in _CATEGORIES])
             matrix += by_category[[_CATEGORY_ROWS[tip.category] for tip in tips]]
-        for name, value in bind({"fits_time_of_day": 1.0}, purposes).items():
+        for name, value in fits.items():
             matrix[fitting, self._spec.action_index(name)] += value
         if allow_nothing:
             matrix = np.vstack([matrix, self._spec.action_matrix([actions[SEND_NOTHING]])])
@@ -213,6 +217,9 @@ class FeatureAssembler:
             f"effort={tip.effort}": 1.0,
             "minutes": round(math.log1p(min(tip.minutes, MAX_MINUTES)) / math.log1p(MAX_MINUTES), 6),
         }
+        # Kept for every decision whatever the consents: so a tip's own features must need none.
+        if bind(features, frozenset()) != features:
+            raise UndeclaredFeature(f"a feature of tip {tip.id!r} needs a consent purpose; it cannot be kept per tip")
         with self._lock:
             row = len(self._rows)
             # The rows grow before the index is published, so a reader never gets an index past them.
