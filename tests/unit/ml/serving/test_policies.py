@@ -694,3 +694,17 @@ class TestPreparedCandidates:
 
         assert learned[BEST] == 1.0
         assert pick(fresh, 0).probabilities == learned
+
+    def test_a_hashed_spec_learns_and_picks_on_features_it_does_not_declare(self) -> None:
+        spec = hashed_rows_spec(False)
+        policy = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=spec)
+        context = {"s0": 1.0, "calendar_busy": 1.0}
+        candidates: list[Features] = [{"c0": 1.0, "new_kind": 1.0}, {"c1": 1.0}]
+        batch = [LoggedReward(shared=context, action=candidates[0], propensity=0.5, reward=1.0)] * 5
+
+        policy.learn(batch)
+
+        assert policy.pick(context=context, candidates=candidates, rng=np.random.default_rng(0)).probabilities == (
+            1.0,
+            0.0,
+        )
