@@ -69,10 +69,6 @@ class Namespace:
         self.known = {name: self._bucket(name, i) for i, name in enumerate(names)}
         self._declared = len(self.known)
 
-    @property
-    def hashed(self) -> bool:
-        return self.bits is not None
-
     def _bucket(self, name: str, declared_position: int) -> int:
         if self.bits is None:
             return declared_position
