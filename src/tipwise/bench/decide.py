@@ -19,6 +19,7 @@ import typer
 
 from tipwise.bench.common import Result, console, latency_result, print_table, progress, time_calls, write_json
 from tipwise.ml.serving import (
+    CandidateSet,
     EpsilonGreedySpec,
     Features,
     FeatureSpec,
@@ -33,6 +34,7 @@ from tipwise.ml.serving import (
 
 BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp database
 if TYPE_CHECKING:
+    from tipwise.recommender.domain.candidates import PastShow
     from tipwise.settings import Settings
 
 SHARED_DIM = 32
@@ -89,8 +91,17 @@ def _pick_fresh(
     return policy.pick(context=context, candidates=list(candidates), rng=rng)
 
 
+def _pick_prepared(policy: Policy, context: Features, candidates: CandidateSet, rng: np.random.Generator) -> object:
+    # A fresh context per call: the context changes with every decision, so its featurization is timed.
+    return policy.pick(context=dict(context), candidates=candidates, rng=rng)
+
+
 def _decide_fresh(registry: PolicyRegistry, context: Features, candidates: list[dict[str, float]]) -> object:
     return registry.decide(context=context, candidates=list(candidates), seed=11)
+
+
+def _decide_prepared(registry: PolicyRegistry, context: Features, candidates: CandidateSet) -> object:
+    return registry.decide(context=dict(context), candidates=candidates, seed=11)
 
 
 def _warm(policy: Policy, rng: np.random.Generator) -> None:
@@ -116,15 +127,22 @@ def pick_latency(*, iterations: int) -> list[Result]:
         for k in (10, 100):
             rng = np.random.default_rng(k)
             context, candidates = reference_input(rng, k)
+            # The candidates featurized once, as a caller keeps them between decisions.
+            prepared = CandidateSet(spec, candidates)
             for name, policy_spec in policies.items():
                 policy = build_policy(policy_spec, features=spec)
                 _warm(policy, np.random.default_rng(1))
                 pick_rng = np.random.default_rng(7)
-                # A fresh list per call: the policies' per-decision feature memo must not hide featurization.
+                samples, seconds = time_calls(
+                    partial(_pick_prepared, policy, context, prepared, pick_rng), iterations=iterations
+                )
+                results.append(latency_result(f"pick {name} k={k}", samples, seconds=seconds, k=k, dim=spec.dim))
                 samples, seconds = time_calls(
                     partial(_pick_fresh, policy, context, candidates, pick_rng), iterations=iterations
                 )
-                results.append(latency_result(f"pick {name} k={k}", samples, seconds=seconds, k=k, dim=spec.dim))
+                results.append(
+                    latency_result(f"pick {name} k={k} fresh dicts", samples, seconds=seconds, k=k, dim=spec.dim)
+                )
                 bar.advance(task)
             results.append(_vw_latency(context, candidates, iterations=iterations))
             bar.advance(task)
@@ -165,24 +183,67 @@ def tips_latency(*, iterations: int) -> list[Result]:
     from tipwise.recommender.domain.features import FeatureAssembler
 
     tips = load_library(DEFAULT_LIBRARY).tips
+    everything = frozenset(Purpose)
     settings = PolicySettings()
     registry = PolicyRegistry(specs=settings.specs(), live=settings.live, features=FEATURE_SPEC)
     local = datetime(2026, 3, 3, 10, 30, tzinfo=UTC)
     results = []
+    assembler = FeatureAssembler()
     for k in (10, len(tips)):
-        context = FeatureAssembler().assemble(local_now=local, history=[], tips=tips[:k], purposes=frozenset(Purpose))
-        candidates = [context.actions[t.id] for t in tips[:k]]
+        # The features as the recommender makes them for every decision: its context and its candidate set
+        # (rows kept per tip, plus this decision's personal and time-of-day rows).
+        assemble = partial(
+            assembler.assemble, local_now=local, history=history_for_bench(local), tips=tips[:k], purposes=everything
+        )
+        samples, seconds = time_calls(assemble, iterations=iterations)
+        results.append(latency_result(f"tips assemble k={k}", samples, seconds=seconds, k=k))
+        context = assemble()
+        prepared = context.candidates
+        if prepared is None:
+            raise RuntimeError("the assembler prepared no candidate set")
+        candidates = list(context.actions.values())
         live = registry.model(registry.live)
         rng = np.random.default_rng(3)
-        samples, seconds = time_calls(
-            partial(_pick_fresh, live, context.shared, candidates, rng), iterations=iterations
-        )
-        results.append(latency_result(f"tips pick {registry.live} k={k}", samples, seconds=seconds, k=k))
-        samples, seconds = time_calls(
-            partial(_decide_fresh, registry, context.shared, candidates), iterations=iterations
-        )
-        results.append(latency_result(f"tips live+shadows k={k}", samples, seconds=seconds, k=k))
+        for label, pick, decide in (
+            (
+                "",
+                partial(_pick_prepared, live, context.shared, prepared, rng),
+                partial(_decide_prepared, registry, context.shared, prepared),
+            ),
+            (
+                " fresh dicts",
+                partial(_pick_fresh, live, context.shared, candidates, rng),
+                partial(_decide_fresh, registry, context.shared, candidates),
+            ),
+        ):
+            samples, seconds = time_calls(pick, iterations=iterations)
+            results.append(latency_result(f"tips pick {registry.live} k={k}{label}", samples, seconds=seconds, k=k))
+            samples, seconds = time_calls(decide, iterations=iterations)
+            results.append(latency_result(f"tips live+shadows k={k}{label}", samples, seconds=seconds, k=k))
     return results
+
+
+def history_for_bench(local: datetime) -> list[PastShow]:
+    """A person's recent shows in every category, some with reactions: the personalized path."""
+    from tipwise.advice import Category
+    from tipwise.recommender.domain.candidates import PastShow
+    from tipwise.recommender.domain.reactions import Reaction
+
+    reactions = (*Reaction, None)
+    shows = []
+    for n in range(30):
+        decided = local - timedelta(hours=13 + n)
+        reaction = reactions[n % len(reactions)]
+        shows.append(
+            PastShow(
+                tip_id=f"bench-{n}",
+                category=list(Category)[n % len(Category)],
+                decided_at=decided,
+                reaction=reaction,
+                reacted_at=decided + timedelta(minutes=5) if reaction else None,
+            )
+        )
+    return shows
 
 
 def _bench_settings(data_dir: Path) -> Settings:

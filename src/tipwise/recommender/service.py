@@ -77,9 +77,8 @@ class DecisionService:
             local_now=local_now, history=history, tips=tips, purposes=purposes, allow_nothing=allow_nothing
         )
         ids = list(context.actions)
-        ranked = self.scorer.decide(
-            context=context.shared, candidates=list(context.actions.values()), seed=seed, explore=explore
-        )
+        candidates = list(context.actions.values()) if context.candidates is None else context.candidates
+        ranked = self.scorer.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
         chosen_id = ids[ranked.live.decision.index]
         chosen = None if chosen_id == SEND_NOTHING else tips[ranked.live.decision.index]
         return Plan(user_id=prefs.user_id, now=now, seed=seed, context=context, ids=ids, ranked=ranked, chosen=chosen)

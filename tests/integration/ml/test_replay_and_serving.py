@@ -19,7 +19,7 @@ from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import LearnerSettings, replay, stored_states
 from tipwise.ml.pipelines.learner import same_state
-from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry
+from tipwise.ml.serving import CandidateSet, FileModelRegistry, HttpScorer, PolicyRegistry
 from tipwise.ml.serving.app import SnapshotLoader, create_scoring_app
 from tipwise.recommender import FEATURE_SPEC, FeedbackRequest, Reaction
 
@@ -95,7 +95,7 @@ class TestSnapshots:
         assert snapshot.version >= 5
         assert snapshot.version <= container.registry.versions()["linucb"]
         assert snapshot.spec == container.learner.model("linucb").spec_dict()
-        assert snapshot.feature_spec == "tipwise.tips/v2"
+        assert snapshot.feature_spec == "tipwise.tips/v3"
         assert snapshot.reward_map["values"]["done"] == 1.0
         assert snapshot.reward_map["wait_seconds"] == 24 * 3600
 
@@ -162,9 +162,10 @@ class TestMlServe:
         try:
             for seed, decision in enumerate(logged[:25]):
                 candidates = [decision.actions[t] for t in decision.actions]
+                prepared = CandidateSet(FEATURE_SPEC, candidates)  # what the recommender hands over in process
                 for explore in (True, False):
                     local = container.registry.decide(
-                        context=decision.shared, candidates=candidates, seed=seed, explore=explore
+                        context=decision.shared, candidates=prepared, seed=seed, explore=explore
                     )
                     assert (
                         remote.decide(context=decision.shared, candidates=candidates, seed=seed, explore=explore)

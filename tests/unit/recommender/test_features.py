@@ -206,10 +206,65 @@ class TestFeatureSpecParity:
 
         snapshot = context.snapshot()
 
-        assert snapshot["feature_spec"] == "tipwise.tips/v2"
+        assert snapshot["feature_spec"] == "tipwise.tips/v3"
         assert snapshot["feature_spec"] == FEATURE_SPEC.name
         assert snapshot["shared"] == context.shared
         assert snapshot["actions"] == context.actions
+
+    def test_no_two_declared_features_share_a_hashed_position(self) -> None:
+        # On failure (a new declared name took a used bucket): pick `collision_free_seed(FEATURE_SPEC)`
+        # and a new spec name, or rename the feature.
+        assert FEATURE_SPEC.shared_bits is not None
+        assert FEATURE_SPEC.action_bits is not None
+        assert FEATURE_SPEC.collisions() == []
+
+
+def personal_history() -> list[PastShow]:
+    return [
+        show(category, reaction, hours_ago=hours)
+        for hours, (category, reaction) in enumerate(((c, r) for c in Category for r in (*Reaction, None)), start=13)
+    ]
+
+
+class TestPreparedCandidates:
+    @pytest.mark.parametrize(
+        "purposes",
+        [frozenset(Purpose), frozenset(Purpose) - {Purpose.PERSONALIZATION}, frozenset()],
+        ids=["all", "no-personalization", "none"],
+    )
+    @pytest.mark.parametrize("allow_nothing", [False, True])
+    def test_vectors_kept_per_tip_equal_hashing_the_snapshot_features(
+        self, purposes: frozenset[Purpose], allow_nothing: bool
+    ) -> None:
+        tips = list(load_library().tips)
+        assembler = FeatureAssembler()
+        for local_now in (NOW.astimezone(PARIS), SATURDAY_MORNING, datetime(2026, 3, 4, 19, 0, tzinfo=PARIS)):
+            context = assembler.assemble(
+                local_now=local_now,
+                history=personal_history(),
+                tips=tips[::2] if local_now == SATURDAY_MORNING else tips,
+                purposes=purposes,
+                allow_nothing=allow_nothing,
+            )
+            candidates = context.candidates
+            assert candidates is not None
+            features = list(context.actions.values())
+
+            assert list(candidates) == features
+            np.testing.assert_array_equal(candidates.action, FEATURE_SPEC.action_matrix(features))
+
+    def test_a_changed_tip_gets_a_new_row(self) -> None:
+        assembler = FeatureAssembler()
+        before = make_tip("walk", minutes=5)
+        after = make_tip("walk", minutes=60, effort=Effort.HIGH)
+        first = assembler.assemble(local_now=NOW, history=[], tips=[before], purposes=frozenset(Purpose))
+        second = assembler.assemble(local_now=NOW, history=[], tips=[after], purposes=frozenset(Purpose))
+
+        assert first.candidates is not None
+        assert second.candidates is not None
+        np.testing.assert_array_equal(first.candidates.action, FEATURE_SPEC.action_matrix([first.actions["walk"]]))
+        np.testing.assert_array_equal(second.candidates.action, FEATURE_SPEC.action_matrix([second.actions["walk"]]))
+        assert not np.array_equal(first.candidates.action, second.candidates.action)
 
 
 class TestCategoryStats:

@@ -1,6 +1,6 @@
 """Policy scoring: features, policies, and the registry that serves decisions."""
 
-from tipwise.ml.serving.features import FeatureSpec
+from tipwise.ml.serving.features import CandidateSet, FeatureSpec, collision_free_seed, feature_hash
 from tipwise.ml.serving.policies import (
     Decision,
     EpsilonGreedyPolicy,
@@ -35,6 +35,7 @@ from tipwise.ml.serving.settings import PolicySettings
 from tipwise.ml.serving.snapshots import FileModelRegistry, ModelRegistry, ModelSnapshot
 
 __all__ = [
+    "CandidateSet",
     "Decision",
     "EpsilonGreedyPolicy",
     "EpsilonGreedySpec",
@@ -64,7 +65,9 @@ __all__ = [
     "UniformSpec",
     "VWCbAdfSpec",
     "build_policy",
+    "collision_free_seed",
     "copy_policy",
+    "feature_hash",
     "policy_version",
     "spec_from_dict",
 ]
