@@ -179,15 +179,22 @@ def ml_serve(
     """Serve policy scoring from the newest model snapshots (point TIPWISE_SCORER_URL here)."""
     import uvicorn
 
-    from tipwise.ml.serving import FileModelRegistry, PolicyRegistry, PolicySettings
+    from tipwise.bootstrap import model_registry
+    from tipwise.ml.serving import MlflowSettings, PolicyRegistry, PolicySettings
     from tipwise.ml.serving.app import create_scoring_app
     from tipwise.recommender import FEATURE_SPEC
 
     settings = _settings()
     policies = PolicySettings()
     registry = PolicyRegistry(specs=policies.specs(), live=policies.live, features=FEATURE_SPEC)
-    scoring = create_scoring_app(registry=registry, models=FileModelRegistry(settings.models_dir), poll_seconds=poll)
-    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {settings.models_dir}  (Ctrl+C to stop)")
+    mlflow = MlflowSettings()
+    try:
+        models = model_registry(settings, mlflow)
+    except ConfigurationError as exc:
+        fail(exc.detail)
+    source = f"MLflow at {mlflow.tracking_uri}" if settings.model_registry == "mlflow" else str(settings.models_dir)
+    scoring = create_scoring_app(registry=registry, models=models, poll_seconds=poll)
+    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {source}  (Ctrl+C to stop)")
     uvicorn.run(scoring, host=host, port=port, log_config=None, access_log=False)
 
 
