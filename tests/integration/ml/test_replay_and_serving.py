@@ -99,6 +99,50 @@ class TestSnapshots:
         assert snapshot.reward_map["values"]["done"] == 1.0
         assert snapshot.reward_map["wait_seconds"] == 24 * 3600
 
+    def test_a_snapshot_records_the_training_range_across_restarts_and_erasures(
+        self, make_container: ContainerFactory, sqlite_url: str, clock: FakeClock
+    ) -> None:
+        container = make_container(sqlite_url)
+        alice, bob = registered(container, "alice@example.com"), registered(container, "bob@example.com")
+        first = container.recommender.next_tip(user_id=alice)
+        assert first is not None
+        clock.advance(timedelta(minutes=5))
+        reacted_at = clock.now()
+        container.recommender.record_feedback(
+            user_id=alice,
+            request=FeedbackRequest(tip_instance_id=first.tip_instance_id, reaction=Reaction.DONE, idempotency_key="a"),
+        )
+        container.worker.run_once()
+        assert container.recommender.next_tip(user_id=bob) is not None  # Bob never reacts
+        container.worker.run_once()
+        clock.advance(container.learner.reward_map.wait + timedelta(seconds=1))
+        defaulted_at = clock.now()
+        container.worker.run_once()  # publishes reward.defaulted for Bob's tip, stamped now
+        container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 2
+
+        written = {s.name: s for s in container.learner.snapshot()}
+        assert {(s.trained_from, s.trained_until) for s in written.values()} == {(reacted_at, defaulted_at)}
+        assert written["linucb"].learned_until == reacted_at  # the newest reaction; the default is none
+        assert written["linucb"].metrics == {"rewards": 2}
+        container.close()
+
+        restarted = make_container(sqlite_url)
+        again = FileModelRegistry(restarted.settings.models_dir)
+        restarted.learner.snapshot()
+        latest = again.latest("linucb")
+        assert latest is not None
+        assert (latest.trained_from, latest.trained_until) == (reacted_at, defaulted_at)
+        assert latest.learned_until is None  # nothing learned since the restart: no latency to measure
+
+        restarted.privacy.erase(user_id=alice)
+        restarted.worker.run_once()
+        restarted.worker.run_once()
+        rebuilt = again.latest("linucb")
+        assert rebuilt is not None
+        assert rebuilt.version == 1
+        assert (rebuilt.trained_from, rebuilt.trained_until) == (defaulted_at, defaulted_at)
+
     def test_feedback_to_decision_latency_is_measured_once_per_model(
         self, container: Container, clock: FakeClock
     ) -> None:

@@ -94,6 +94,25 @@ class Outcome:
     late: int = 0
     withheld: int = 0
     last_reaction_at: datetime | None = None
+    # The training range of the examples: the times of their first and last reward.
+    trained: TrainingRange | None = None
+
+    def rewarded(self, example: LoggedReward, at: datetime) -> None:
+        self.examples.append(example)
+        self.trained = TrainingRange(start=at, end=at).union(self.trained)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRange:
+    """The times of the oldest and newest reward (a reaction, or the default) a model learned."""
+
+    start: datetime
+    end: datetime
+
+    def union(self, other: TrainingRange | None) -> TrainingRange:
+        if other is None:
+            return self
+        return TrainingRange(start=min(self.start, other.start), end=max(self.end, other.end))
 
 
 def join(
@@ -130,13 +149,13 @@ def join(
             if pending is None:
                 outcome.late += 1
                 continue
-            outcome.examples.append(_example(pending, rewards.reward(reaction.reaction.value)))
+            outcome.rewarded(_example(pending, rewards.reward(reaction.reaction.value)), reaction.reacted_at)
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
         elif event.type == events.REWARD_DEFAULTED:
             pending = take(UUID(event.message(events.messages.RewardDefaulted).tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
-                outcome.examples.append(_example(pending, rewards.default))
+                outcome.rewarded(_example(pending, rewards.default), event.time)
                 outcome.timeouts += 1
     return outcome
 
@@ -201,6 +220,7 @@ class Learner:
         self._history = history
         self._rebuilt = False
         self._models: dict[str, Policy] = {}
+        self._trained: dict[str, TrainingRange | None] = {}
         self._dirty = False
         self._last_reaction_at: datetime | None = None
         self._unsnapshotted = 0
@@ -221,10 +241,13 @@ class Learner:
         with self._db.read() as session:
             stored = repository.models(session)
         self._models = fresh_models(self._registry.specs, self._registry.features)
+        self._trained = dict.fromkeys(self._models)
         for name, model in self._models.items():
             row = stored.get(name)
             if row is not None and self._compatible(row, model):
                 model.load_state(row.state)
+                if row.trained_from is not None and row.trained_until is not None:
+                    self._trained[name] = TrainingRange(start=row.trained_from, end=row.trained_until)
             elif row is not None:
                 log.warning("model_reset", policy=name, reason="spec, features or reward map changed")
         self._publish()
@@ -305,7 +328,7 @@ class Learner:
             self._metrics.rewards.labels(source="timeout").inc(outcome.timeouts)
         if outcome.last_reaction_at is not None:
             self._last_reaction_at = outcome.last_reaction_at
-        self._learn(session, outcome.examples)
+        self._learn(session, outcome.examples, outcome.trained)
 
     def committed(self) -> None:
         if self._dirty:
@@ -366,6 +389,7 @@ class Learner:
             self.snapshot()
 
     def _snapshot_of(self, name: str, model: Policy) -> ModelSnapshot:
+        trained = self._trained.get(name)
         return ModelSnapshot(
             name=name,
             version=model.version,
@@ -375,6 +399,8 @@ class Learner:
             state=model.state_bytes(),
             created_at=self._clock.now(),
             learned_until=self._last_reaction_at,
+            trained_from=trained.start if trained else None,
+            trained_until=trained.end if trained else None,
             metrics={"rewards": model.version},
         )
 
@@ -387,12 +413,13 @@ class Learner:
             return
         started = time.perf_counter()
         history = self._history(session)
-        models = replay(
+        models, trained = _replay(
             itertools.chain(history, tail),
             specs=self._registry.specs,
             features=self._registry.features,
             rewards=self._rewards,
         )
+        self._trained = dict.fromkeys(models, trained)
         now = self._clock.now()
         for name, model in models.items():
             repository.save_model(session, self._row(name, model, now))
@@ -406,6 +433,7 @@ class Learner:
     # -- internals -------------------------------------------------------------
 
     def _row(self, name: str, model: Policy, now: datetime) -> ModelRow:
+        trained = self._trained.get(name)
         return ModelRow(
             name=name,
             spec=model.spec_dict(),
@@ -414,14 +442,18 @@ class Learner:
             version=model.version,
             state=model.state_bytes(),
             updated_at=now,
+            trained_from=trained.start if trained else None,
+            trained_until=trained.end if trained else None,
         )
 
-    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward]) -> None:
+    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward], trained: TrainingRange | None) -> None:
         if not examples:
             return
         now = self._clock.now()
         for name, model in self._models.items():
             model.learn(examples)
+            if trained is not None:
+                self._trained[name] = trained.union(self._trained.get(name))
             repository.save_model(session, self._row(name, model, now))
         self._unsnapshotted += len(examples)
         self._dirty = True
@@ -438,6 +470,12 @@ def replay(
     log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
 ) -> dict[str, Policy]:
     """Rebuild every model from the event log alone, exactly as the learner built it."""
+    return _replay(log, specs=specs, features=features, rewards=rewards)[0]
+
+
+def _replay(
+    log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
+) -> tuple[dict[str, Policy], TrainingRange | None]:
     models = fresh_models(specs, features)
     pending: dict[UUID, Pending] = {}
 
@@ -452,7 +490,7 @@ def replay(
     )
     for model in models.values():
         model.learn(outcome.examples)
-    return models
+    return models, outcome.trained
 
 
 def same_state(left: bytes, right: bytes) -> bool:
