@@ -125,9 +125,13 @@ def build(
     learner_settings: LearnerSettings | None = None,
     retention_settings: RetentionSettings | None = None,
     mlflow_settings: MlflowSettings | None = None,
+    models: ModelRegistry | None = None,
     role: Role = "all",
 ) -> Container:
-    """Wire the embedded default; refuses to start on a database schema that is behind."""
+    """Wire the embedded default; refuses to start on a database schema that is behind.
+
+    `models` replaces the model registry `settings` choose (tests hand in one that fails).
+    """
     settings = settings or Settings()
     clock = clock or SystemClock()
     auth_settings = auth_settings or AuthSettings()
@@ -183,11 +187,12 @@ def build(
             f"({learner_settings.reward_wait_hours:g} hours)"
         )
 
-    try:
-        models = model_registry(settings, mlflow_settings)
-    except ConfigurationError:
-        db.dispose()
-        raise
+    if models is None:
+        try:
+            models = model_registry(settings, mlflow_settings)
+        except ConfigurationError:
+            db.dispose()
+            raise
 
     bus: EmbeddedBus | NatsBus
     if settings.uses_nats:

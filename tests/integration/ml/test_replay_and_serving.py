@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -19,7 +20,7 @@ from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import LearnerSettings, replay, stored_states
 from tipwise.ml.pipelines.learner import same_state
-from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry
+from tipwise.ml.serving import FileModelRegistry, HttpScorer, ModelSnapshot, PolicyRegistry
 from tipwise.ml.serving.app import SnapshotLoader, create_scoring_app
 from tipwise.recommender import FEATURE_SPEC, FeedbackRequest, Reaction
 
@@ -82,7 +83,53 @@ class TestReplay:
         assert not same_state(rebuilt["linucb"].state_bytes(), stored_states(container.db)["linucb"])
 
 
+class FlakyRegistry(FileModelRegistry):
+    """The file registry, but publishing fails while `down` (as a remote MLflow that is unreachable)."""
+
+    down = False
+
+    def publish(self, snapshot: ModelSnapshot) -> ModelSnapshot:
+        if self.down:
+            raise ConnectionError("the model registry is unreachable")
+        return super().publish(snapshot)
+
+
 class TestSnapshots:
+    def test_a_registry_that_fails_neither_stops_learning_nor_loses_the_snapshot(
+        self, make_container: ContainerFactory, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        flaky = FlakyRegistry(tmp_path / "flaky")
+        flaky.down = True
+        container = make_container(
+            learner_settings=LearnerSettings(snapshot_every_rewards=1, snapshot_every_seconds=60), models=flaky
+        )
+        user = registered(container, "flaky@example.com")
+        for n in range(2):
+            decision = container.recommender.next_tip(user_id=user)
+            assert decision is not None
+            container.recommender.record_feedback(
+                user_id=user,
+                request=FeedbackRequest(
+                    tip_instance_id=decision.tip_instance_id, reaction=Reaction.DONE, idempotency_key=f"f{n}"
+                ),
+            )
+            container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 2  # learned and committed all the same
+        assert flaky.latest("linucb") is None
+        # One attempt, then a pause of the snapshot interval: not one attempt per batch.
+        assert "tipwise_model_snapshot_failures_total 1.0" in container.metrics.render().decode()
+
+        flaky.down = False
+        clock.advance(timedelta(seconds=59))
+        container.worker.run_once()
+        assert flaky.latest("linucb") is None
+        clock.advance(timedelta(seconds=1))
+        container.worker.run_once()
+        latest = flaky.latest("linucb")
+        assert latest is not None
+        assert latest.version == 2
+        assert "tipwise_model_snapshot_failures_total 1.0" in container.metrics.render().decode()
+
     def test_the_learner_publishes_a_snapshot_every_n_rewards(
         self, make_container: ContainerFactory, clock: FakeClock
     ) -> None:

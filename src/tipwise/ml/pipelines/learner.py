@@ -226,6 +226,7 @@ class Learner:
         self._unsnapshotted = 0
         self._before_batch: tuple[datetime | None, int] = (None, 0)
         self._last_snapshot_at = clock.now()
+        self._snapshot_failed_at: datetime | None = None
         self.restore()
 
     @property
@@ -333,10 +334,6 @@ class Learner:
     def committed(self) -> None:
         if self._dirty:
             self._publish()
-        if self._rebuilt:
-            # A rebuilt model replaces every snapshot that still holds the erased person.
-            self._rebuilt = False
-            self.snapshot()
         # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
         self.snapshot_if_due()
 
@@ -376,17 +373,37 @@ class Learner:
             return []
         written = [self._snapshots.publish(self._snapshot_of(name, model)) for name, model in self._models.items()]
         self._unsnapshotted = 0
+        self._rebuilt = False
         self._last_snapshot_at = self._clock.now()
+        self._snapshot_failed_at = None
         return written
 
     def snapshot_if_due(self) -> None:
-        """Snapshot when the cadence says so: after N rewards, or T seconds after an unsnapshotted one."""
-        due = self._unsnapshotted >= self._cadence.every_rewards or (
-            self._unsnapshotted > 0
-            and (self._clock.now() - self._last_snapshot_at).total_seconds() >= self._cadence.every_seconds
+        """Snapshot when due: after N rewards, T seconds after an unsnapshotted one, or after a rebuild.
+
+        A model registry that fails (a remote MLflow that is down) does not stop
+        learning, nor fail the events just applied: the models are safe in the
+        database. The failure is logged and counted, and the next attempt comes
+        T seconds later.
+        """
+        now = self._clock.now()
+        interval = self._cadence.every_seconds
+        if self._snapshot_failed_at is not None and (now - self._snapshot_failed_at).total_seconds() < interval:
+            return
+        due = (
+            # A rebuilt model replaces every snapshot that still holds the erased person.
+            self._rebuilt
+            or self._unsnapshotted >= self._cadence.every_rewards
+            or (self._unsnapshotted > 0 and (now - self._last_snapshot_at).total_seconds() >= interval)
         )
-        if due:
+        if not due:
+            return
+        try:
             self.snapshot()
+        except Exception:
+            self._snapshot_failed_at = now
+            self._metrics.snapshot_failures.inc()
+            log.exception("snapshot_failed", retry_in_seconds=interval)
 
     def _snapshot_of(self, name: str, model: Policy) -> ModelSnapshot:
         trained = self._trained.get(name)
