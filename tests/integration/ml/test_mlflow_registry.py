@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from tests.conftest import ContainerFactory
 from tests.contract.test_model_registry import STATE, _snapshot
 from tests.support.consents import registered
+from tipwise.cli import app as cli
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.errors import ConfigurationError
 from tipwise.kernel.metrics import Metrics
@@ -101,18 +103,20 @@ class TestConfiguration:
         with pytest.raises(ConfigurationError, match="TIPWISE_MLFLOW_TRACKING_URI"):
             make_container(settings={"model_registry": "mlflow"}, mlflow_settings=MlflowSettings(tracking_uri=None))
 
-    def test_the_default_neither_imports_mlflow_nor_needs_it(self, tmp_path: Path) -> None:
-        # A fresh interpreter where `import mlflow` fails, as on an install without the extra.
+    def test_only_the_adapters_first_use_imports_mlflow_and_the_default_needs_none(self, tmp_path: Path) -> None:
+        # A fresh interpreter: nothing imported mlflow yet.
         script = f"""
 import sys
-sys.modules["mlflow"] = None
 from pathlib import Path
 import tipwise.app, tipwise.bootstrap, tipwise.cli
 from tipwise.ml.serving import MlflowSettings, open_model_registry
 files = open_model_registry(kind="files", models_dir=Path({str(tmp_path)!r}), mlflow=MlflowSettings())
-print(type(files).__name__)
+store = MlflowSettings(tracking_uri="sqlite:///" + {(tmp_path / "m.db").as_posix()!r})
+adapter = open_model_registry(kind="mlflow", models_dir=Path("."), mlflow=store)
+print(type(files).__name__, type(adapter).__name__, "mlflow" in sys.modules)
+sys.modules["mlflow"] = None  # as on an install without the extra
 try:
-    open_model_registry(kind="mlflow", models_dir=Path("."), mlflow=MlflowSettings(tracking_uri="sqlite:///x.db"))
+    open_model_registry(kind="mlflow", models_dir=Path("."), mlflow=store)
 except ValueError as exc:
     print(exc)
 """
@@ -120,8 +124,33 @@ except ValueError as exc:
             [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120, check=True
         )
         lines = done.stdout.splitlines()
-        assert lines[0] == "FileModelRegistry"
+        assert lines[0] == "FileModelRegistry MlflowModelRegistry False"
         assert "needs the `mlflow` extra" in lines[1]
+
+    def test_a_password_in_the_tracking_uri_is_never_shown(self) -> None:
+        registry = MlflowModelRegistry(tracking_uri="https://ops:s3cret@mlflow.example.com:5443/base")
+        assert registry.where == "MLflow at https://ops:***@mlflow.example.com:5443/base"
+        assert MlflowModelRegistry(tracking_uri="http://mlflow:5000").where == "MLflow at http://mlflow:5000"
+
+    def test_migrate_prepares_the_mlflow_store_before_the_processes_start(
+        self, tmp_path: Path, mlflow_settings: MlflowSettings
+    ) -> None:
+        fresh = f"sqlite:///{(tmp_path / 'fresh.db').as_posix()}"
+        env = {
+            "TIPWISE_DATA_DIR": str(tmp_path / "data"),
+            "TIPWISE_SECRET_KEY": "test-secret-key-with-enough-length",
+            "TIPWISE_MODEL_REGISTRY": "mlflow",
+            "TIPWISE_MLFLOW_TRACKING_URI": fresh,
+            "TIPWISE_MLFLOW_EXPERIMENT": mlflow_settings.experiment,
+        }
+        migrated = CliRunner().invoke(cli, ["migrate"], env=env)
+        assert migrated.exit_code == 0, migrated.output
+        assert f"model registry: MLflow at {fresh}, experiment {mlflow_settings.experiment!r}" in migrated.output
+        assert MlflowClient(tracking_uri=fresh).get_experiment_by_name(mlflow_settings.experiment) is not None
+
+        refused = CliRunner().invoke(cli, ["migrate"], env={**env, "TIPWISE_MLFLOW_TRACKING_URI": ""})
+        assert refused.exit_code == 1
+        assert "needs TIPWISE_MLFLOW_TRACKING_URI" in refused.output
 
 
 class TestLearnerAndServingThroughMlflow:

@@ -18,18 +18,22 @@ A snapshot maps onto MLflow the way MLflow users expect to find a model:
 MLflow numbers model versions 1, 2, 3...; the snapshot's own version (the
 rewards the model has learned) is the tag `tipwise.snapshot_version`.
 
-`mlflow` is imported when an `MlflowModelRegistry` is built, never by the
-default file registry: the embedded default neither installs nor pays for it.
+`mlflow` is imported on the adapter's first use, never by the default file
+registry: the embedded default neither installs nor pays for it, and neither
+does a process that holds the adapter but never publishes or reads (the API of
+the scaled topology).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from tipwise.ml.serving.snapshots import ModelSnapshot
 
@@ -59,14 +63,37 @@ class MlflowModelRegistry:
         model_prefix: str = "tipwise-",
         artifact_location: str | None = None,
     ) -> None:
-        # Lazy on purpose: importing mlflow takes over a second and needs the optional extra.
-        from mlflow import MlflowClient
-
-        self._client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+        self._tracking_uri = tracking_uri
+        self._registry_uri = registry_uri
+        self._client_instance: MlflowClient | None = None
         self._experiment_name = experiment
         self._artifact_location = artifact_location
         self._experiment_id: str | None = None
         self.model_prefix = model_prefix
+
+    @property
+    def _client(self) -> MlflowClient:
+        if self._client_instance is None:
+            # Lazy on purpose: importing mlflow takes over a second and needs the optional extra.
+            from mlflow import MlflowClient
+
+            self._client_instance = MlflowClient(tracking_uri=self._tracking_uri, registry_uri=self._registry_uri)
+        return self._client_instance
+
+    def prepare(self) -> str:
+        # Creating the experiment also creates the schema of a fresh local store (sqlite:///...), which
+        # processes starting together would otherwise race to create.
+        self._experiment()
+        return f"{self.where}, experiment {self._experiment_name!r}"
+
+    @property
+    def where(self) -> str:
+        """Name the tracking server for logs and messages, without a password in its URI."""
+        parts = urlsplit(self._tracking_uri)
+        if parts.password is None:
+            return f"MLflow at {self._tracking_uri}"
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return f"MLflow at {urlunsplit(parts._replace(netloc=netloc))}"
 
     def model_name(self, policy: str) -> str:
         """Return the registered model name of a policy."""
@@ -232,3 +259,11 @@ def _flatten(prefix: str, value: object) -> Iterator[tuple[str, str]]:
 
 def _moment(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def mlflow_installed() -> bool:
+    """Return whether the `mlflow` extra is installed, without importing it."""
+    try:
+        return importlib.util.find_spec("mlflow") is not None
+    except ValueError:  # a module named mlflow whose spec is unset: no usable install
+        return False

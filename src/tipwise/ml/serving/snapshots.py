@@ -95,6 +95,10 @@ class ModelRegistry(Protocol):
         """Return the version of the latest snapshot of `name` (cheap: serving polls it)."""
         ...
 
+    def prepare(self) -> str:
+        """Create what the registry needs before processes share it (`tipwise migrate`); say where it is."""
+        ...
+
 
 class FileModelRegistry:
     """Snapshots as files: `<root>/<name>/<version>.json` + `.state`, and a `LATEST` pointer.
@@ -106,6 +110,10 @@ class FileModelRegistry:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def prepare(self) -> str:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return f"files in {self.root}"
 
     def publish(self, snapshot: ModelSnapshot) -> ModelSnapshot:
         folder = self.root / snapshot.name
@@ -148,23 +156,20 @@ def open_model_registry(
         return FileModelRegistry(models_dir)
     if mlflow is None or not mlflow.tracking_uri:
         raise ValueError("TIPWISE_MODEL_REGISTRY=mlflow needs TIPWISE_MLFLOW_TRACKING_URI")
-    try:
-        from tipwise.ml.serving.mlflow_registry import MlflowModelRegistry
+    from tipwise.ml.serving.mlflow_registry import MlflowModelRegistry, mlflow_installed
 
-        return MlflowModelRegistry(
-            tracking_uri=mlflow.tracking_uri,
-            registry_uri=mlflow.registry_uri,
-            experiment=mlflow.experiment,
-            model_prefix=mlflow.model_prefix,
-            artifact_location=mlflow.artifact_location,
-        )
-    except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.split(".")[0] != "mlflow":
-            raise
+    if not mlflow_installed():
         raise ValueError(
             "TIPWISE_MODEL_REGISTRY=mlflow needs the `mlflow` extra: pip install 'tipwise[mlflow]' "
             "(pinned: requirements/mlflow.lock)"
-        ) from exc
+        )
+    return MlflowModelRegistry(
+        tracking_uri=mlflow.tracking_uri,
+        registry_uri=mlflow.registry_uri,
+        experiment=mlflow.experiment,
+        model_prefix=mlflow.model_prefix,
+        artifact_location=mlflow.artifact_location,
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
