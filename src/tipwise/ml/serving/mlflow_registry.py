@@ -26,6 +26,7 @@ the scaled topology).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import tempfile
@@ -124,7 +125,9 @@ class MlflowModelRegistry:
                 Path(folder, MANIFEST_FILE).write_text(json.dumps(snapshot.manifest(), indent=2, sort_keys=True))
                 client.log_artifacts(run_id, folder, artifact_path=ARTIFACT_DIR)
         except BaseException:
-            client.set_terminated(run_id, status="FAILED")
+            # Mark the run failed if the server still answers; the original error is the one to raise.
+            with contextlib.suppress(Exception):
+                client.set_terminated(run_id, status="FAILED")
             raise
         client.set_terminated(run_id)
         name = self.model_name(snapshot.name)
