@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tipwise.auth import AuthSettings
 from tipwise.bootstrap import Container, build
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.db import Database
+from tipwise.ml.serving import MlflowSettings
 from tipwise.settings import Settings
 
 # Cheap password hashing keeps the suites fast; production uses the RFC 9106 defaults.
@@ -117,3 +119,21 @@ def container(make_container: ContainerFactory) -> Container:
 def client(container: Container) -> Iterator[TestClient]:
     with TestClient(create_app(container)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One local MLflow store per session (SQLite, no server): creating its schema takes seconds."""
+    return f"sqlite:///{(tmp_path_factory.mktemp('mlflow') / 'mlflow.db').as_posix()}"
+
+
+@pytest.fixture
+def mlflow_settings(mlflow_tracking_uri: str, tmp_path: Path) -> MlflowSettings:
+    """MLflow settings of a test: the session's store, its own experiment, model names and artifact folder."""
+    unique = uuid.uuid4().hex[:12]
+    return MlflowSettings(
+        tracking_uri=mlflow_tracking_uri,
+        experiment=f"tipwise-{unique}",
+        model_prefix=f"t{unique}-",
+        artifact_location=(tmp_path / "mlflow-artifacts").as_uri(),
+    )

@@ -25,7 +25,14 @@ from tipwise.ml.pipelines import (
     current_live_policy,
     evaluate,
 )
-from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry, PolicySettings
+from tipwise.ml.serving import (
+    HttpScorer,
+    MlflowSettings,
+    ModelRegistry,
+    PolicyRegistry,
+    PolicySettings,
+    open_model_registry,
+)
 from tipwise.privacy import Privacy, Retention, RetentionSettings
 from tipwise.profile import ProfileFacade, ProfilePersonalData
 from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderPersonalData, RecommenderSettings
@@ -96,6 +103,16 @@ class Container:
         self.db.dispose()
 
 
+def model_registry(settings: Settings, mlflow_settings: MlflowSettings | None = None) -> ModelRegistry:
+    """Return the model registry of `TIPWISE_MODEL_REGISTRY`; ConfigurationError when it is unusable."""
+    try:
+        return open_model_registry(
+            kind=settings.model_registry, models_dir=settings.models_dir, mlflow=mlflow_settings or MlflowSettings()
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
 def build(
     settings: Settings | None = None,
     *,
@@ -107,9 +124,14 @@ def build(
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
     retention_settings: RetentionSettings | None = None,
+    mlflow_settings: MlflowSettings | None = None,
+    models: ModelRegistry | None = None,
     role: Role = "all",
 ) -> Container:
-    """Wire the embedded default; refuses to start on a database schema that is behind."""
+    """Wire the embedded default; refuses to start on a database schema that is behind.
+
+    `models` replaces the model registry `settings` choose (tests hand in one that fails).
+    """
     settings = settings or Settings()
     clock = clock or SystemClock()
     auth_settings = auth_settings or AuthSettings()
@@ -165,6 +187,13 @@ def build(
             f"({learner_settings.reward_wait_hours:g} hours)"
         )
 
+    if models is None:
+        try:
+            models = model_registry(settings, mlflow_settings)
+        except ConfigurationError:
+            db.dispose()
+            raise
+
     bus: EmbeddedBus | NatsBus
     if settings.uses_nats:
         bus = NatsBus(
@@ -195,7 +224,7 @@ def build(
         rewards=learner_settings.reward_map(),
         clock=clock,
         metrics=metrics,
-        models=FileModelRegistry(settings.models_dir),
+        models=models,
         cadence=learner_settings.cadence(),
         history=learner_history,
     )

@@ -70,6 +70,13 @@ def migrate() -> None:
     state = "already current" if before == heads else f"upgraded to {', '.join(sorted(heads))}"
     typer.echo(f"database {db.read_engine.url.render_as_string(hide_password=True)}: {state}")
     typer.echo(f"advice library: {len(advice.active())} tips")
+    from tipwise.bootstrap import model_registry
+
+    try:
+        # Before the processes that share it start, so they need not race to create it.
+        typer.echo(f"model registry: {model_registry(settings).prepare()}")
+    except ConfigurationError as exc:
+        fail(exc.detail)
 
 
 @app.command()
@@ -179,15 +186,22 @@ def ml_serve(
     """Serve policy scoring from the newest model snapshots (point TIPWISE_SCORER_URL here)."""
     import uvicorn
 
-    from tipwise.ml.serving import FileModelRegistry, PolicyRegistry, PolicySettings
+    from tipwise.bootstrap import model_registry
+    from tipwise.ml.serving import PolicyRegistry, PolicySettings
     from tipwise.ml.serving.app import create_scoring_app
+    from tipwise.ml.serving.mlflow_registry import MlflowModelRegistry
     from tipwise.recommender import FEATURE_SPEC
 
     settings = _settings()
     policies = PolicySettings()
     registry = PolicyRegistry(specs=policies.specs(), live=policies.live, features=FEATURE_SPEC)
-    scoring = create_scoring_app(registry=registry, models=FileModelRegistry(settings.models_dir), poll_seconds=poll)
-    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {settings.models_dir}  (Ctrl+C to stop)")
+    try:
+        models = model_registry(settings)
+    except ConfigurationError as exc:
+        fail(exc.detail)
+    source = models.where if isinstance(models, MlflowModelRegistry) else str(settings.models_dir)
+    scoring = create_scoring_app(registry=registry, models=models, poll_seconds=poll)
+    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {source}  (Ctrl+C to stop)")
     uvicorn.run(scoring, host=host, port=port, log_config=None, access_log=False)
 
 

@@ -31,8 +31,8 @@ from tipwise.ml.serving.registry import (
     policy_version,
 )
 from tipwise.ml.serving.remote import HttpScorer, ScorerUnavailable
-from tipwise.ml.serving.settings import PolicySettings
-from tipwise.ml.serving.snapshots import FileModelRegistry, ModelRegistry, ModelSnapshot
+from tipwise.ml.serving.settings import MlflowSettings, PolicySettings
+from tipwise.ml.serving.snapshots import FileModelRegistry, ModelRegistry, ModelSnapshot, open_model_registry
 
 __all__ = [
     "CandidateSet",
@@ -48,6 +48,7 @@ __all__ = [
     "LinearTSPolicy",
     "LinearTSSpec",
     "LoggedReward",
+    "MlflowSettings",
     "ModelRegistry",
     "ModelSnapshot",
     "Policy",
@@ -68,6 +69,7 @@ __all__ = [
     "collision_free_seed",
     "copy_policy",
     "feature_hash",
+    "open_model_registry",
     "policy_version",
     "spec_from_dict",
 ]
