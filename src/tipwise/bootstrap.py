@@ -12,6 +12,14 @@ from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
 from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
 from tipwise.events import EmbeddedBus, EventsPersonalData, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
+from tipwise.integrations import (
+    ConsentWatcher,
+    FeedReader,
+    IntegrationsFacade,
+    IntegrationsPersonalData,
+    IntegrationsSettings,
+    Vault,
+)
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.errors import ConfigurationError
@@ -52,6 +60,7 @@ class Container:
     advice: AdviceFacade
     auth: AuthFacade
     profile: ProfileFacade
+    integrations: IntegrationsFacade
     registry: PolicyRegistry
     learner: Learner
     recommender: RecommenderFacade
@@ -107,6 +116,7 @@ def build(
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
     retention_settings: RetentionSettings | None = None,
+    integrations_settings: IntegrationsSettings | None = None,
     role: Role = "all",
 ) -> Container:
     """Wire the embedded default; refuses to start on a database schema that is behind."""
@@ -200,6 +210,22 @@ def build(
         history=learner_history,
     )
     bus.subscribe(learner)
+    integrations_settings = integrations_settings or IntegrationsSettings()
+    integrations = IntegrationsFacade(
+        db=db,
+        clock=clock,
+        consent=profile,
+        zone_of=lambda user_id: profile.preferences(user_id=user_id).zone,
+        vault=Vault(secret_key=secret_key),
+        reader=FeedReader(
+            timeout=integrations_settings.fetch_timeout_seconds,
+            max_bytes=integrations_settings.max_feed_bytes,
+            allow_private_addresses=integrations_settings.allow_private_addresses,
+        ),
+        settings=integrations_settings,
+        on_commit=worker.wake,
+    )
+    bus.subscribe(ConsentWatcher())
 
     def report_lag() -> None:
         lag = bus.lag(learner.name)
@@ -211,6 +237,7 @@ def build(
         worker.add_job(learner.snapshot_if_due)
         worker.add_job(report_lag)
         worker.add_job(auth.purge)
+        worker.add_job(integrations.sync_due)
     retention = Retention(db=db, clock=clock, settings=retention_settings)
     if role in ("all", "learner"):
         worker.add_job(retention)
@@ -225,6 +252,7 @@ def build(
         settings=recommender_settings or RecommenderSettings(),
         on_commit=worker.wake,
         seeds=seeds,
+        calendar=integrations,
     )
     privacy = Privacy(
         db=db,
@@ -232,6 +260,7 @@ def build(
         ports=[
             auth.personal_data(),
             ProfilePersonalData(),
+            IntegrationsPersonalData(),
             RecommenderPersonalData(),
             LearnerPersonalData(),
             EventsPersonalData(),
@@ -248,6 +277,7 @@ def build(
         advice=advice,
         auth=auth,
         profile=profile,
+        integrations=integrations,
         registry=registry,
         learner=learner,
         recommender=recommender,

@@ -95,7 +95,7 @@ class TestSnapshots:
         assert snapshot.version >= 5
         assert snapshot.version <= container.registry.versions()["linucb"]
         assert snapshot.spec == container.learner.model("linucb").spec_dict()
-        assert snapshot.feature_spec == "tipwise.tips/v2"
+        assert snapshot.feature_spec == "tipwise.tips/v3"
         assert snapshot.reward_map["values"]["done"] == 1.0
         assert snapshot.reward_map["wait_seconds"] == 24 * 3600
 
