@@ -138,6 +138,6 @@ class TestCalendarAddressNeverLogged:
         assert "127.0.0.1" in output  # the host is logged, to say which feed failed
         assert FEED_PATH.split("/")[3] not in output  # the token in the path never is
         # httpx logs each request it makes: with the host, and the path redacted.
-        requests = [r["event"] for r in _records(captured_logs) if r.get("logger") == "httpx"]
+        requests = [str(r["event"]) for r in _records(captured_logs) if r.get("logger") == "httpx"]
         assert requests
         assert all(f"http://127.0.0.1:{feed.base_url.rsplit(':', 1)[1]}/{REDACTED}" in r for r in requests)
