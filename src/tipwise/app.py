@@ -73,6 +73,7 @@ def create_app(container: Container) -> FastAPI:
             ),
         ),
         secret_key=container.secret_key,
+        integrations=container.integrations,
     )
     return app
 
