@@ -127,10 +127,7 @@ class IntegrationsFacade:
         calendar signals; withdrawn consent deletes the signals besides.
         """
         with self._db.read() as session:
-            found = repository.busy(session, user_id=user_id, start=start, end=end)
-            if found or repository.has_synced_connection(session, user_id):
-                return found
-        return None
+            return repository.busy(session, user_id=user_id, start=start, end=end)
 
     # -- syncing --------------------------------------------------------------------
 

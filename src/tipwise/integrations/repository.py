@@ -71,22 +71,24 @@ def delete_signals_of(session: Session, user_id: UUID) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def busy(session: Session, *, user_id: UUID, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+def busy(session: Session, *, user_id: UUID, start: datetime, end: datetime) -> list[tuple[datetime, datetime]] | None:
+    """Return the person's busy intervals overlapping [start, end), sorted; None when no calendar was read yet.
+
+    One query (this is on the decision path): each read connection joined with its intervals
+    in the window, a row of nulls for a connection with none.
+    """
     rows = session.execute(
         select(SignalRow.start_at, SignalRow.end_at)
-        .where(SignalRow.user_id == user_id, SignalRow.end_at > start, SignalRow.start_at < end)
-        .order_by(SignalRow.start_at)
-    )
-    return [(row.start_at, row.end_at) for row in rows]
-
-
-def has_synced_connection(session: Session, user_id: UUID) -> bool:
-    found = session.scalar(
-        select(ConnectionRow.id)
+        .select_from(ConnectionRow)
+        .outerjoin(
+            SignalRow,
+            (SignalRow.connection_id == ConnectionRow.id) & (SignalRow.end_at > start) & (SignalRow.start_at < end),
+        )
         .where(ConnectionRow.user_id == user_id, ConnectionRow.covered_until.is_not(None))
-        .limit(1)
-    )
-    return found is not None
+    ).all()
+    if not rows:
+        return None
+    return sorted((row.start_at, row.end_at) for row in rows if row.start_at is not None)
 
 
 def upcoming_counts(session: Session, *, user_id: UUID, now: datetime) -> dict[UUID, int]:
