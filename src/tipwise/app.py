@@ -24,12 +24,12 @@ def create_app(container: Container) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if container.settings.embedded_worker:
-            container.worker.start()
+            container.start_workers()
         log.info("started", database=container.db.read_engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
-            container.worker.stop()
+            container.stop_workers()
 
     app = FastAPI(
         title="Tipwise",

@@ -45,6 +45,8 @@ log = get_logger(__name__)
 # What the background worker of this process does: everything (the embedded default), or one part
 # of a scaled deployment: the outbox relay, or the learner's consumer and periodic jobs.
 Role = Literal["all", "relay", "learner"]
+# How often the calendar syncer looks for feeds that are due.
+SYNC_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +59,9 @@ class Container:
     metrics: Metrics
     bus: EmbeddedBus | NatsBus
     worker: Worker
+    # Reads the connected calendar feeds in a thread of its own, so a slow feed server never
+    # holds up the relay or the learner; None in a relay-only process.
+    syncer: Worker | None
     advice: AdviceFacade
     auth: AuthFacade
     profile: ProfileFacade
@@ -98,8 +103,19 @@ class Container:
             )
         return self.bus
 
-    def close(self) -> None:
+    def start_workers(self) -> None:
+        """Start the background threads: the worker, and the calendar syncer where this process has one."""
+        self.worker.start()
+        if self.syncer is not None:
+            self.syncer.start()
+
+    def stop_workers(self) -> None:
+        if self.syncer is not None:
+            self.syncer.stop()
         self.worker.stop()
+
+    def close(self) -> None:
+        self.stop_workers()
         if isinstance(self.bus, NatsBus):
             self.bus.close()
         self.db.dispose()
@@ -226,6 +242,11 @@ def build(
         on_commit=worker.wake,
     )
     bus.subscribe(ConsentWatcher())
+    syncer = None
+    if role != "relay":
+        # No relay or dispatch: this thread only runs the sync job, every few seconds.
+        syncer = Worker(bus=bus, relay=False, dispatch=False, interval=SYNC_POLL_SECONDS)
+        syncer.add_job(integrations.sync_due)
 
     def report_lag() -> None:
         lag = bus.lag(learner.name)
@@ -237,7 +258,6 @@ def build(
         worker.add_job(learner.snapshot_if_due)
         worker.add_job(report_lag)
         worker.add_job(auth.purge)
-        worker.add_job(integrations.sync_due)
     retention = Retention(db=db, clock=clock, settings=retention_settings)
     if role in ("all", "learner"):
         worker.add_job(retention)
@@ -274,6 +294,7 @@ def build(
         metrics=metrics,
         bus=bus,
         worker=worker,
+        syncer=syncer,
         advice=advice,
         auth=auth,
         profile=profile,

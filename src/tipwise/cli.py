@@ -263,7 +263,7 @@ def _set_role(email: str, *, operator: bool) -> None:
 def integrations_sync(
     everything: Annotated[bool, typer.Option("--all", help="Read every feed now, not only those due.")] = False,
 ) -> None:
-    """Read the connected calendar feeds that are due (the server's worker does this every minute or so).
+    """Read the connected calendar feeds that are due (a running server does this every few seconds).
 
     A feed whose owner has not consented to calendar signals is not read; its signals are deleted.
     """

@@ -83,6 +83,12 @@ def _snapshot_features(container: Container, tip_instance_id: str) -> set[str]:
     return names
 
 
+def _run_syncer(container: Container) -> None:
+    """Run one round of the calendar syncer's thread, here in the test's thread."""
+    assert container.syncer is not None
+    container.syncer.run_once()
+
+
 def _consent(client: TestClient, headers: dict[str, str], *, granted: bool) -> None:
     body = {"wording_version": CONSENT_WORDING_VERSION, "purposes": {Purpose.CALENDAR_SIGNALS: granted}}
     response = client.put("/v1/me/consents", headers=headers, json=body)
@@ -236,16 +242,19 @@ class TestSyncing:
         assert container.integrations.sync().read == 1
         assert "if-none-match" not in feed.requests[-1].headers
 
-    def test_the_worker_syncs_due_feeds(
+    def test_the_syncer_reads_due_feeds_and_the_worker_relays_their_events(
         self, client: TestClient, container: Container, feed: CalendarFeed, clock: FakeClock
     ) -> None:
         _user, headers = _person(container)
         assert client.post("/v1/integrations", headers=headers, json={"url": feed.url}).status_code == 201
-        container.worker.run_once()
+        _run_syncer(container)
         assert len(feed.requests) == 1
+        feed.body = WORK_CALENDAR.replace(b"RRULE:FREQ=DAILY\r\n", b"")
         clock.advance(container.integrations.settings.sync_interval)
-        container.worker.run_once()
+        _run_syncer(container)
         assert len(feed.requests) == 2
+        container.worker.run_once()
+        assert [e.type for e in container.embedded_log().read()].count(events.SIGNAL_RECEIVED) == 2
 
     def test_a_failing_feed_keeps_its_intervals_and_reports_the_error(
         self, client: TestClient, container: Container, feed: CalendarFeed, clock: FakeClock
@@ -295,6 +304,7 @@ class TestPurposeBinding:
         clock.advance(container.integrations.settings.sync_interval * 4)
         headers = _headers(container, "cal@example.com")  # the access token expired meanwhile
         container.worker.run_once()
+        _run_syncer(container)
         report = container.integrations.sync(everything=True)
         assert report.paused == 1
         assert report.read + report.not_modified + report.failed == 0
@@ -324,7 +334,8 @@ class TestPurposeBinding:
         _consent(client, headers, granted=False)
         container.worker.run_once()
         _consent(client, headers, granted=True)
-        container.worker.run_once()
+        container.worker.run_once()  # the consumer sets the paused feed due
+        _run_syncer(container)
         assert feed.answers == [200, 200]
         assert "if-none-match" not in feed.requests[-1].headers
         assert _signals(container, user) == WORK_BUSY
