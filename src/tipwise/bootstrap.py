@@ -12,6 +12,14 @@ from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
 from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
 from tipwise.events import EmbeddedBus, EventsPersonalData, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
+from tipwise.integrations import (
+    ConsentWatcher,
+    FeedReader,
+    IntegrationsFacade,
+    IntegrationsPersonalData,
+    IntegrationsSettings,
+    Vault,
+)
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.errors import ConfigurationError
@@ -44,6 +52,8 @@ log = get_logger(__name__)
 # What the background worker of this process does: everything (the embedded default), or one part
 # of a scaled deployment: the outbox relay, or the learner's consumer and periodic jobs.
 Role = Literal["all", "relay", "learner"]
+# How often the calendar syncer looks for feeds that are due.
+SYNC_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,9 +66,13 @@ class Container:
     metrics: Metrics
     bus: EmbeddedBus | NatsBus
     worker: Worker
+    # Reads the connected calendar feeds in a thread of its own, so a slow feed server never
+    # holds up the relay or the learner; None in a relay-only process.
+    syncer: Worker | None
     advice: AdviceFacade
     auth: AuthFacade
     profile: ProfileFacade
+    integrations: IntegrationsFacade
     registry: PolicyRegistry
     learner: Learner
     recommender: RecommenderFacade
@@ -96,8 +110,19 @@ class Container:
             )
         return self.bus
 
-    def close(self) -> None:
+    def start_workers(self) -> None:
+        """Start the background threads: the worker, and the calendar syncer where this process has one."""
+        self.worker.start()
+        if self.syncer is not None:
+            self.syncer.start()
+
+    def stop_workers(self) -> None:
+        if self.syncer is not None:
+            self.syncer.stop()
         self.worker.stop()
+
+    def close(self) -> None:
+        self.stop_workers()
         if isinstance(self.bus, NatsBus):
             self.bus.close()
         self.db.dispose()
@@ -126,6 +151,7 @@ def build(
     retention_settings: RetentionSettings | None = None,
     mlflow_settings: MlflowSettings | None = None,
     models: ModelRegistry | None = None,
+    integrations_settings: IntegrationsSettings | None = None,
     role: Role = "all",
 ) -> Container:
     """Wire the embedded default; refuses to start on a database schema that is behind.
@@ -229,6 +255,27 @@ def build(
         history=learner_history,
     )
     bus.subscribe(learner)
+    integrations_settings = integrations_settings or IntegrationsSettings()
+    integrations = IntegrationsFacade(
+        db=db,
+        clock=clock,
+        consent=profile,
+        zone_of=lambda user_id: profile.preferences(user_id=user_id).zone,
+        vault=Vault(secret_key=secret_key),
+        reader=FeedReader(
+            timeout=integrations_settings.fetch_timeout_seconds,
+            max_bytes=integrations_settings.max_feed_bytes,
+            allow_private_addresses=integrations_settings.allow_private_addresses,
+        ),
+        settings=integrations_settings,
+        on_commit=worker.wake,
+    )
+    bus.subscribe(ConsentWatcher())
+    syncer = None
+    if role != "relay":
+        # No relay or dispatch: this thread only runs the sync job, every few seconds.
+        syncer = Worker(bus=bus, relay=False, dispatch=False, interval=SYNC_POLL_SECONDS)
+        syncer.add_job(integrations.sync_due)
 
     def report_lag() -> None:
         lag = bus.lag(learner.name)
@@ -254,6 +301,7 @@ def build(
         settings=recommender_settings or RecommenderSettings(),
         on_commit=worker.wake,
         seeds=seeds,
+        calendar=integrations,
     )
     privacy = Privacy(
         db=db,
@@ -261,6 +309,7 @@ def build(
         ports=[
             auth.personal_data(),
             ProfilePersonalData(),
+            IntegrationsPersonalData(),
             RecommenderPersonalData(),
             LearnerPersonalData(),
             EventsPersonalData(),
@@ -274,9 +323,11 @@ def build(
         metrics=metrics,
         bus=bus,
         worker=worker,
+        syncer=syncer,
         advice=advice,
         auth=auth,
         profile=profile,
+        integrations=integrations,
         registry=registry,
         learner=learner,
         recommender=recommender,

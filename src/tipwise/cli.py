@@ -22,6 +22,8 @@ advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=T
 app.add_typer(advice_app, name="advice")
 operator_app = typer.Typer(help="Manage operator accounts.", no_args_is_help=True)
 app.add_typer(operator_app, name="operator")
+integrations_app = typer.Typer(help="Connected calendars.", no_args_is_help=True)
+app.add_typer(integrations_app, name="integrations")
 
 
 def _add_groups() -> None:
@@ -269,6 +271,23 @@ def _set_role(email: str, *, operator: bool) -> None:
         except NotFound as exc:
             fail(exc.detail)
     typer.echo(f"{account.email} is now {account.role.value} (takes effect at their next sign-in)")
+
+
+@integrations_app.command("sync")
+def integrations_sync(
+    everything: Annotated[bool, typer.Option("--all", help="Read every feed now, not only those due.")] = False,
+) -> None:
+    """Read the connected calendar feeds that are due (a running server does this every few seconds).
+
+    A feed whose owner has not consented to calendar signals is not read; its signals are deleted.
+    """
+    with command_container(_settings()) as container:
+        report = container.integrations.sync(everything=everything)
+        container.worker.run_once(jobs=False)  # relay the signal events the sync wrote
+    typer.echo(
+        f"calendar feeds: {report.read} read, {report.not_modified} not modified, "
+        f"{report.failed} failed, {report.paused} paused (no consent)"
+    )
 
 
 @advice_app.command("check")

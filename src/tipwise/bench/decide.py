@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -48,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
 def decide(
     iterations: Annotated[int, typer.Option(help="Timed calls per latency figure.")] = 3000,
-    decisions: Annotated[int, typer.Option(help="Whole decisions (with persistence) to time.")] = 1000,
+    decisions: Annotated[int, typer.Option(help="Whole decisions (with persistence) to time, per group.")] = 1000,
     rewards: Annotated[int, typer.Option(help="Rewards on the log for the learner throughput figure.")] = 20000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
 ) -> None:
@@ -255,41 +258,96 @@ def _bench_settings(data_dir: Path) -> Settings:
 # -- a whole decision ----------------------------------------------------------------
 
 
+# A work calendar for the benchmark: a 30-minute meeting every two hours, every day.
+BENCH_CALENDAR = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//tipwise bench//EN\r\nBEGIN:VEVENT\r\nUID:bench\r\n"
+    b"DTSTART;TZID=Europe/Berlin:20260301T080000\r\nDTEND;TZID=Europe/Berlin:20260301T083000\r\n"
+    b"RRULE:FREQ=HOURLY;INTERVAL=2\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+# The three kinds of people a decision is timed for, interleaved so they share the machine's noise.
+DECISION_GROUPS = (
+    "whole decision, no calendar consent (SQLite)",
+    "whole decision, calendar consent, none connected (SQLite)",
+    "whole decision, calendar connected (SQLite)",
+)
+
+
+@contextmanager
+def _calendar_server() -> Iterator[str]:
+    """Serve BENCH_CALENDAR on a free port of 127.0.0.1; yield its URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/calendar")
+            self.send_header("Content-Length", str(len(BENCH_CALENDAR)))
+            self.end_headers()
+            self.wfile.write(BENCH_CALENDAR)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/calendar.ics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def whole_decision(*, decisions: int) -> list[Result]:
-    """Candidates, features, pick and the persisted TipInstance + outbox row, on SQLite, in process."""
+    """Candidates, features, pick and the persisted TipInstance + outbox row, on SQLite, in process.
+
+    Timed for three groups of accounts, interleaved: without the calendar-signals consent (no
+    calendar read), with it but no calendar connected, and with a connected calendar (its busy
+    times read for every decision). Everyone grants personalization: the personalized path.
+    """
     from tipwise import migrations
     from tipwise.auth import AuthSettings
     from tipwise.bootstrap import build
+    from tipwise.integrations import IntegrationsSettings
     from tipwise.kernel.clock import FakeClock
     from tipwise.kernel.db import Database
-    from tipwise.profile import ConsentsPut
+    from tipwise.profile import ConsentsPut, Purpose
 
-    with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tipwise-bench-") as tmp, _calendar_server() as feed_url:
         settings = _bench_settings(Path(tmp))
         db = Database.connect(settings.sqlalchemy_url)
         migrations.upgrade(db)
         db.dispose()
         clock = FakeClock(datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
         container = build(
-            settings, clock=clock, auth_settings=AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64)
+            settings,
+            clock=clock,
+            auth_settings=AuthSettings(argon2_time_cost=1, argon2_memory_cost_kib=64),
+            integrations_settings=IntegrationsSettings(allow_private_addresses=True),
         )
         try:
-            users = [container.auth.register(email=f"b{i}@bench.test", password=BENCH_PASSWORD).id for i in range(50)]
-            for user in users:  # the personalized path is the one to measure
-                container.profile.record_consents(user_id=user, decisions=ConsentsPut.every_purpose(granted=True))
-            samples = np.empty(decisions, dtype=np.int64)
+            users = [container.auth.register(email=f"b{i}@bench.test", password=BENCH_PASSWORD).id for i in range(51)]
+            for n, user in enumerate(users):
+                consents = ConsentsPut.every_purpose(granted=True)
+                if n % 3 == 0:
+                    consents.purposes[Purpose.CALENDAR_SIGNALS] = False
+                container.profile.record_consents(user_id=user, decisions=consents)
+                if n % 3 == 2:
+                    container.integrations.add_calendar(user_id=user, url=feed_url)
+            samples = {name: np.empty(decisions, dtype=np.int64) for name in DECISION_GROUPS}
             started = time.perf_counter()
             with progress() as bar:
-                task = bar.add_task("whole decisions", total=decisions)
-                for n in range(decisions):
+                task = bar.add_task("whole decisions", total=decisions * len(DECISION_GROUPS))
+                for n in range(decisions * len(DECISION_GROUPS)):
                     user = users[n % len(users)]
                     begin = time.perf_counter_ns()
                     container.recommender.next_tip(user_id=user)
-                    samples[n] = time.perf_counter_ns() - begin
+                    samples[DECISION_GROUPS[n % 3]][n // 3] = time.perf_counter_ns() - begin
                     if n % len(users) == len(users) - 1:
                         clock.advance(timedelta(minutes=20))
                     bar.advance(task)
-            return [latency_result("whole decision (SQLite)", samples, seconds=time.perf_counter() - started)]
+            seconds = time.perf_counter() - started
+            return [latency_result(name, samples[name], seconds=seconds / 3) for name in DECISION_GROUPS]
         finally:
             container.close()
 

@@ -38,6 +38,7 @@ from tipwise.auth import (
     client_of,
 )
 from tipwise.gateway.operations import OperatorView
+from tipwise.integrations import ConsentRequired, IntegrationsFacade
 from tipwise.kernel.errors import Conflict, InvalidInput, NotFound, TipwiseError, TooManyRequests, Unauthorized
 from tipwise.profile import (
     CONSENT_WORDING_VERSION,
@@ -252,6 +253,7 @@ def mount(
     operations: OperatorView,
     data: DataActions,
     secret_key: str,
+    integrations: IntegrationsFacade | None = None,
 ) -> None:
     """Add the web pages, their static files and the session cookie to `app`."""
     app.add_middleware(
@@ -268,6 +270,8 @@ def mount(
     app.include_router(_oidc_router(auth=auth))
     app.include_router(_sessions_router(auth=auth, visitor=visitor))
     app.include_router(_data_router(auth=auth, data=data, visitor=visitor))
+    if integrations is not None:
+        app.include_router(_calendar_router(integrations=integrations, profile=profile, visitor=visitor))
     app.include_router(_operations_router(operations=operations, visitor=visitor))
 
 
@@ -494,6 +498,52 @@ def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> AP
         request.session.clear()
         request.state.principal = None
         return _render(request, "goodbye.html", signed_in=False)
+
+    return router
+
+
+def _calendar_router(*, integrations: IntegrationsFacade, profile: ProfileFacade, visitor: Visitor) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def calendar_page(request: Request, user_id: UUID, status_code: int = 200, error: str | None = None) -> Response:
+        return _render(
+            request,
+            "calendar.html",
+            status_code,
+            integrations=integrations.connections(user_id=user_id),
+            consented=profile.allows(user_id=user_id, purpose=Purpose.CALENDAR_SIGNALS),
+            sync_minutes=f"{integrations.settings.sync_minutes:g}",
+            error=error,
+        )
+
+    @router.get("/calendar", response_model=None)
+    def calendar(request: Request) -> Response:
+        principal = visitor(request)
+        if principal is None:
+            return _to_signin()
+        return calendar_page(request, principal.user_id)
+
+    @router.post("/calendar", response_model=None)
+    async def connect(request: Request, url: Annotated[str, Form()] = "") -> Response:
+        principal = await visitor.sending_form(request)
+        if principal is None:
+            return _to_signin()
+        try:
+            await run_in_threadpool(integrations.add_calendar, user_id=principal.user_id, url=url)
+        except (ConsentRequired, InvalidInput) as exc:
+            error = exc.detail.removeprefix("url: ")
+            status = 409 if isinstance(exc, ConsentRequired) else 422
+            return await run_in_threadpool(calendar_page, request, principal.user_id, status, error)
+        return RedirectResponse("/calendar", status_code=303)
+
+    @router.post("/calendar/{integration_id}/remove", response_model=None)
+    async def remove(request: Request, integration_id: UUID) -> Response:
+        principal = await visitor.sending_form(request)
+        if principal is None:
+            return _to_signin()
+        # Someone else's calendar is a 404 problem, like an unknown one.
+        await run_in_threadpool(integrations.remove, user_id=principal.user_id, integration_id=integration_id)
+        return RedirectResponse("/calendar", status_code=303)
 
     return router
 

@@ -61,7 +61,8 @@ class TestLearningLoop:
         assert first.model_version == 0
         _react(container, user, first, Reaction.DONE)
 
-        assert container.worker.run_once() == 2  # tip.decided + feedback.reaction
+        # tip.decided + feedback.reaction for the learner; the 6 consent.changed of sign-up for integrations.
+        assert container.worker.run_once() == 2 + 6
         assert container.registry.versions() == {"linucb": 1, "epsilon_greedy": 1, "random": 1}
         assert _decide(container, user).model_version == 1
 
@@ -206,7 +207,7 @@ class TestSimulatedUser:
         decisions = [(user, _decide(container, user)) for user in users for _ in range(3)]
         for user, decision in decisions:
             _react(container, user, decision, Reaction.DONE)
-        assert container.worker.run_once() == 30
+        assert container.worker.run_once() == 30 + 5 * 6  # and each person's 6 consent.changed (integrations)
         assert container.registry.versions()["linucb"] == 15
         assert container.bus.lag(container.learner.name).events == 0
         with container.db.read() as session:
