@@ -1,7 +1,7 @@
 """integrations: calendar feed connections (sealed address, sync cursor) and their busy-interval signals
 
 Revision ID: 2026_11_27_integrations
-Revises: 2026_11_26_privacy
+Revises: 2026_11_27_model_training_range
 Create Date: 2026-11-27 09:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tipwise.kernel.db
 
 revision: str = "2026_11_27_integrations"
-down_revision: str | None = "2026_11_26_privacy"
+down_revision: str | None = "2026_11_27_model_training_range"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
