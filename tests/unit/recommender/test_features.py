@@ -404,4 +404,4 @@ class TestCalendarFeatures:
             local_now=NOW, history=[], tips=[make_tip("walk")], purposes=frozenset(Purpose), busy=busy
         )
         row = FEATURE_SPEC.row(context.shared, context.actions["walk"])
-        assert row[FEATURE_SPEC.shared.index("busy_now")] != 0.0
+        assert row[FEATURE_SPEC.shared_index("busy_now")] != 0.0

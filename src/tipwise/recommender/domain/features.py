@@ -98,7 +98,7 @@ FEATURE_SPEC = FeatureSpec(
     normalize=True,
     shared_bits=5,
     action_bits=6,
-    seed=95,
+    seed=325,
 )
 
 
