@@ -61,6 +61,7 @@ from tipwise.ml.serving import (
     PolicySpec,
     build_policy,
     copy_policy,
+    state_is_converted,
 )
 from tipwise.recommender import FeedbackReaction, TipDecided
 
@@ -221,13 +222,40 @@ class Learner:
         with self._db.read() as session:
             stored = repository.models(session)
         self._models = fresh_models(self._registry.specs, self._registry.features)
+        converted = []
         for name, model in self._models.items():
             row = stored.get(name)
             if row is not None and self._compatible(row, model):
                 model.load_state(row.state)
+                converted += [name] if state_is_converted(model) else []
             elif row is not None:
                 log.warning("model_reset", policy=name, reason="spec, features or reward map changed")
+        if converted:
+            self._rebuild_converted(converted)
         self._publish()
+
+    def _rebuild_converted(self, names: Sequence[str]) -> None:
+        """Replace models stored in a format before the exact statistics by a replay of the applied events.
+
+        The converted state answers like the stored one up to rounding, but only a
+        replay makes the model equal, bit for bit, to what the log rebuilds.
+        """
+        if self._history is None:
+            log.warning("model_state_converted", policies=list(names), reason="no event history to replay")
+            return
+        started = time.perf_counter()
+        with self._db.write() as session:
+            rebuilt = replay(
+                self._history(session),
+                specs=self._registry.specs,
+                features=self._registry.features,
+                rewards=self._rewards,
+            )
+            now = self._clock.now()
+            for name in names:
+                self._models[name] = rebuilt[name]
+                repository.save_model(session, self._row(name, rebuilt[name], now))
+        log.info("models_rebuilt_from_old_state_format", policies=list(names), seconds=time.perf_counter() - started)
 
     def _compatible(self, row: ModelRow, model: Policy) -> bool:
         return (
