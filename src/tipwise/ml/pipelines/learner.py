@@ -60,7 +60,6 @@ from tipwise.ml.serving import (
     PolicyRegistry,
     PolicySpec,
     build_policy,
-    copy_policy,
     state_is_converted,
 )
 from tipwise.recommender import FeedbackReaction, TipDecided
@@ -202,6 +201,7 @@ class Learner:
         self._history = history
         self._rebuilt = False
         self._models: dict[str, Policy] = {}
+        self._states: dict[str, tuple[Policy, int, bytes]] = {}
         self._dirty = False
         self._last_reaction_at: datetime | None = None
         self._unsnapshotted = 0
@@ -400,7 +400,7 @@ class Learner:
             spec=model.spec_dict(),
             feature_spec=self._registry.features.name,
             reward_map=self._rewards.describe(),
-            state=model.state_bytes(),
+            state=self._state(name, model),
             created_at=self._clock.now(),
             learned_until=self._last_reaction_at,
             metrics={"rewards": model.version},
@@ -440,7 +440,7 @@ class Learner:
             feature_spec=self._registry.features.name,
             reward_map_version=self._rewards.version,
             version=model.version,
-            state=model.state_bytes(),
+            state=self._state(name, model),
             updated_at=now,
         )
 
@@ -454,9 +454,20 @@ class Learner:
         self._unsnapshotted += len(examples)
         self._dirty = True
 
+    def _state(self, name: str, model: Policy) -> bytes:
+        """Return the state bytes of `model`, serialized once per learned batch for storing, serving and snapshots."""
+        cached = self._states.get(name)
+        if cached is not None and cached[0] is model and cached[1] == model.version:
+            return cached[2]
+        state = model.state_bytes()
+        self._states[name] = (model, model.version, state)
+        return state
+
     def _publish(self) -> None:
         for name, model in self._models.items():
-            published = copy_policy(model, self._registry.specs[name], self._registry.features)
+            # An independent copy: the served model never changes under a pick in flight.
+            published = build_policy(self._registry.specs[name], features=self._registry.features)
+            published.load_state(self._state(name, model))
             self._registry.publish(name, published, learned_until=self._last_reaction_at)
             self._metrics.model_version.labels(policy=name).set(model.version)
         self._dirty = False
