@@ -96,18 +96,32 @@ class Outcome:
     last_reaction_at: datetime | None = None
 
 
+LearnedMessage = events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
+
+
+def decode(batch: Iterable[events.Event]) -> list[tuple[events.Event, LearnedMessage]]:
+    """Return each learned event with its payload, decoded once for the whole join."""
+    decoded = []
+    for event in batch:
+        message = event.message()
+        if not isinstance(message, LearnedMessage):
+            raise TypeError(f"the learner does not learn from {event.type!r} events")
+        decoded.append((event, message))
+    return decoded
+
+
 def join(
-    batch: Iterable[events.Event],
+    batch: Iterable[tuple[events.Event, LearnedMessage]],
     *,
     rewards: RewardMap,
     remember: Callable[[Pending], None],
     take: Callable[[UUID], Pending | None],
 ) -> Outcome:
-    """Turn events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
+    """Turn decoded events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
     outcome = Outcome()
-    for event in batch:
-        if event.type == events.TIP_DECIDED:
-            decided = TipDecided.from_message(event.message(events.messages.TipDecided))
+    for event, message in batch:
+        if isinstance(message, events.messages.TipDecided):
+            decided = TipDecided.from_message(message)
             if not decided.learnable:
                 outcome.withheld += 1
                 continue
@@ -121,8 +135,8 @@ def join(
                     user_id=_person(event.subject),
                 )
             )
-        elif event.type == events.FEEDBACK_REACTION:
-            reaction = FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
+        elif isinstance(message, events.messages.FeedbackReaction):
+            reaction = FeedbackReaction.from_message(message)
             pending = take(reaction.tip_instance_id)
             if not reaction.learnable:
                 outcome.withheld += pending is not None
@@ -133,8 +147,8 @@ def join(
             outcome.examples.append(_example(pending, rewards.reward(reaction.reaction.value)))
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
-        elif event.type == events.REWARD_DEFAULTED:
-            pending = take(UUID(event.message(events.messages.RewardDefaulted).tip_instance_id))
+        else:
+            pending = take(UUID(message.tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
                 outcome.examples.append(_example(pending, rewards.default))
                 outcome.timeouts += 1
@@ -146,15 +160,6 @@ def _person(subject: str) -> UUID | None:
         return UUID(subject)
     except ValueError:
         return None
-
-
-def _instance_id(event: events.Event) -> UUID:
-    message = event.message()
-    if not isinstance(
-        message, events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
-    ):
-        raise TypeError(f"the learner does not learn from {event.type!r} events")
-    return UUID(message.tip_instance_id)
 
 
 def _example(pending: Pending, reward: float) -> LoggedReward:
@@ -279,7 +284,9 @@ class Learner:
     def _apply_learned(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         # One query loads every stored decision the batch may refer to; decisions made and
         # rewarded within the batch never touch the table; the rest is written in bulk.
-        referenced = {_instance_id(event) for event in batch}
+        decoded = decode(batch)
+        # Parsed once per decision: its tip.decided and its reaction often share a batch.
+        referenced = {UUID(text) for text in {message.tip_instance_id for _, message in decoded}}
         stored = {
             key: Pending(
                 tip_instance_id=row.tip_instance_id,
@@ -305,7 +312,7 @@ class Learner:
                     taken.append(tip_instance_id)
             return found
 
-        outcome = join(batch, rewards=self._rewards, remember=remember, take=take)
+        outcome = join(decoded, rewards=self._rewards, remember=remember, take=take)
         repository.remove_pending(session, taken)
         repository.add_pending(
             session,
@@ -342,8 +349,8 @@ class Learner:
             # A rebuilt model replaces every snapshot that still holds the erased person.
             self._rebuilt = False
             self.snapshot()
-        # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
-        self.snapshot_if_due()
+        # Snapshots by cadence are the worker's job (`snapshot_if_due`), run once the log is drained or every
+        # job interval under load: not after every batch, which would write them hundreds of times a second.
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
@@ -484,7 +491,7 @@ def replay(
         pending.setdefault(item.tip_instance_id, item)
 
     outcome = join(
-        (event for event in log if event.type in LEARNED_EVENT_TYPES),
+        decode(event for event in log if event.type in LEARNED_EVENT_TYPES),
         rewards=rewards,
         remember=remember,
         take=lambda tip_instance_id: pending.pop(tip_instance_id, None),

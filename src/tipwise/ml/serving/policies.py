@@ -10,9 +10,10 @@ The linear policies (epsilon-greedy, LinUCB, linear Thompson sampling,
 inverse-gap weighting) share one exact ridge model over the candidate
 vectors of a `FeatureSpec`. Those vectors are `[shared, action,
 action_cross (x) shared]`, and every candidate switches on a single crossed
-block (one category, one action id), so the model keeps its inverse Gram
-matrix in blocks (`FactoredRidge`); its answers equal those of the plain
-`RidgeModel` on the same vectors at a fraction of the cost. By default the
+block (one category, one action id), so the model keeps its Gram matrix
+and its inverse in blocks (`FactoredRidge`); its answers equal those of the
+plain `RidgeModel` on the same (grid-rounded) vectors at a fraction of the
+cost, and its state does not depend on how the examples were batched. By default the
 shared block is left out of the model (`shared_weights=False`, see
 `FeatureLayout`). Without exploration every linear policy is greedy on the
 ridge estimate.
