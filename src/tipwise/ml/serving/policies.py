@@ -511,6 +511,8 @@ _FROM_PRODUCTS = float(2.0 ** (-2 * GRID_BITS))
 _EXACT_FLOAT = 2**53
 # The int64 sums keep a factor of two of headroom below 2^63.
 _EXACT_INT = 2**62
+# Rows learned one by one wait at most this many for their Gram products (see `FactoredRidge._flush`).
+_QUEUE_LIMIT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,6 +640,8 @@ class FactoredRidge:
         self._ridge_shared = np.eye(ds) * ridge
         # Blocks (-1: the border alone) whose inverse factors were updated one example at a time.
         self._approximate: set[int] = set()
+        # Grid rows learned one by one whose Gram products are not added yet: (border, block, j, mass).
+        self._queue: list[tuple[Vector, Vector, int, int]] = []
         self._ridge_border = np.eye(db) * ridge
         self._derive(range(c))
         self._theta_border = np.zeros(db)
@@ -664,10 +668,15 @@ class FactoredRidge:
         if n == 0:
             return
         active = rows.cross != 0.0
-        if self._g_dense is None and bool((active.sum(axis=1) > 1).any()):
-            self._to_dense()
+        counts = active.sum(axis=1)
         q_reward = _on_grid(rows.reward)[:, None]
         q_border = _on_grid(rows.border)
+        if n == 1 and self._g_dense is None and counts[0] <= 1:
+            self._learn_one(q_border[0], float(q_reward[0, 0]), np.flatnonzero(active[0]), rows)
+            return
+        self._flush()
+        if self._g_dense is None and bool((counts > 1).any()):
+            self._to_dense()
         if self._g_dense is not None:
             q_rows = np.hstack([q_border, _on_grid(rows.dense()[:, self._border_dim :])])
             for chunk in self._add_mass(_row_mass(q_rows, q_reward)):
@@ -678,9 +687,6 @@ class FactoredRidge:
             self.n += n
             self._derive_dense()
             return
-        if n == 1:
-            self._learn_one(q_border[0], float(q_reward[0, 0]), np.flatnonzero(active[0]), rows)
-            return
         if self._blocks:
             which = np.where(active.any(axis=1), active.argmax(axis=1), -1)
             # The crossed values of each row's one active block: cross_j * shared, on the grid.
@@ -690,8 +696,16 @@ class FactoredRidge:
             which = np.full(n, -1)
             q_block = np.zeros((n, self._shared_dim))
         chunks = self._add_mass(_row_mass(q_border, q_block, q_reward))
+        touched = self._accumulate(q_border, q_block, which, q_reward, chunks)
+        self.n += n
+        self._derive(touched)
+
+    def _accumulate(
+        self, q_border: Matrix, q_block: Matrix, which: NDArray[np.intp], q_reward: Matrix, chunks: list[slice]
+    ) -> list[int]:
+        """Add the products of grid rows to the statistics; return the blocks they touched."""
         y = np.hstack([q_border, q_reward])
-        touched = np.unique(which[which >= 0]).tolist()
+        touched: list[int] = np.unique(which[which >= 0]).tolist()
         for chunk in chunks:
             products = _grid_products(q_border[chunk], y[chunk])
             self._g_border += products[:, :-1]
@@ -706,8 +720,22 @@ class FactoredRidge:
                 self._g_blocks[j] += products[:, :ds]
                 self._g_cross[j] += products[:, ds:-1].T
                 self._r_blocks[j] += products[:, -1]
-        self.n += n
-        self._derive(touched)
+        return touched
+
+    def _flush(self) -> None:
+        """Add the Gram products of the examples learned one by one (their reward sums are in already)."""
+        if not self._queue:
+            return
+        queue, self._queue = self._queue, []
+        mass = np.array([item[3] for item in queue], dtype=np.int64)
+        chunks = _exact_chunks(mass) if int(mass.sum()) >= _EXACT_FLOAT else [slice(None)]
+        self._accumulate(
+            np.array([item[0] for item in queue]),
+            np.array([item[1] for item in queue]).reshape(len(queue), self._shared_dim),
+            np.array([item[2] for item in queue], dtype=np.intp),
+            np.zeros((len(queue), 1)),
+            chunks,
+        )
 
     def _learn_one(self, q_border: Vector, q_reward: float, active: NDArray[np.intp], rows: LearnRows) -> None:
         """Learn a single row with outer products: the same integers as `learn`'s matrix products, in fewer steps."""
@@ -717,14 +745,23 @@ class FactoredRidge:
             j = int(active[0])
             q_block = _on_grid(rows.cross[0, j] * rows.shared[0])
             peak = max(peak, float(np.abs(q_block).max(initial=0.0)))
-        self._add_mass(_row_mass(np.array([[peak]])))
-        # One row's products are below 2^52 (checked by `_row_mass`): exact in float64.
-        self._g_border += np.outer(q_border, q_border).astype(np.int64)
+        mass = _row_mass(np.array([[peak]]))
+        self._add_mass(mass)
+        # The reward sums now (the coefficients need them); the Gram products are queued and added
+        # with a matrix product when a derivation or the state needs them: the same integers.
         self._r_border += (q_border * q_reward).astype(np.int64)
         if q_block is not None:
-            self._g_blocks[j] += np.outer(q_block, q_block).astype(np.int64)
-            self._g_cross[j] += np.outer(q_border, q_block).astype(np.int64)
             self._r_blocks[j] += (q_block * q_reward).astype(np.int64)
+        self._queue.append(
+            (
+                q_border,
+                q_block if q_block is not None else np.zeros(self._shared_dim),
+                j if q_block is not None else -1,
+                int(mass[0]),
+            )
+        )
+        if len(self._queue) >= _QUEUE_LIMIT:
+            self._flush()
         self.n += 1
         # A Sherman-Morrison update of the factored inverse instead of a new derivation: O(d^2) instead
         # of O(d^3), so a pick-then-learn loop stays fast. It agrees with the derivation up to rounding;
@@ -779,6 +816,7 @@ class FactoredRidge:
 
     def _to_dense(self) -> None:
         """Switch to the full Gram matrix, assembled exactly from the blocks."""
+        self._flush()
         db, ds = self._border_dim, self._shared_dim
         gram = np.zeros((self.dim, self.dim), dtype=np.int64)
         gram[:db, :db] = self._g_border
@@ -864,6 +902,7 @@ class FactoredRidge:
 
     def to_bytes(self) -> bytes:
         """Return the statistics (the answers are derived from them on load)."""
+        self._flush()
         buffer = io.BytesIO()
         n, mass = np.array(self.n), np.array(self._mass, dtype=np.int64)
         if self._g_dense is not None and self._r_dense is not None:
@@ -883,6 +922,7 @@ class FactoredRidge:
 
     def load(self, data: bytes) -> None:
         """Load a state of `to_bytes`, or convert one of the formats before the exact statistics (`migrated`)."""
+        self._queue = []
         with np.load(io.BytesIO(data)) as arrays:
             files = set(arrays.files)
             self.migrated = not files & {"gram", "g_border"}
