@@ -630,7 +630,7 @@ class FactoredRidge:
         self._r_blocks = np.zeros((c, ds), dtype=np.int64)
         self._g_dense: NDArray[np.int64] | None = None
         self._r_dense: NDArray[np.int64] | None = None
-        self._dense: RidgeModel | None = None
+        self._dense_cache: RidgeModel | None = None  # derived from the dense statistics when first asked for
         # Derived from the statistics: the factored inverse, and E_j C_j' per block for S.
         self._schur_inv = np.eye(db) / ridge
         # [E_1 ... E_c] side by side: one matrix product serves every block at once.
@@ -831,21 +831,26 @@ class FactoredRidge:
 
     def _derive_dense(self) -> None:
         # The dense inverse costs O(dim^3): it is derived when next asked for, not after every batch.
-        self._dense = None
+        self._dense_cache = None
+
+    @property
+    def _dense(self) -> RidgeModel | None:
+        # The dense model the answers come from, derived on first use (readers outside the class use this name).
+        return self._dense_model()
 
     def _dense_model(self) -> RidgeModel | None:
         """Return the dense model the answers come from, once the model is dense (derived from the statistics)."""
         gram, r = self._g_dense, self._r_dense
         if gram is None or r is None:
             return None
-        if self._dense is not None:
-            return self._dense
+        if self._dense_cache is not None:
+            return self._dense_cache
         dense = RidgeModel(self.dim, self.ridge)
         dense.a_inv = np.linalg.inv(gram * _FROM_PRODUCTS + np.eye(self.dim) * self.ridge).astype(np.float64)
         dense.b = (r * _FROM_PRODUCTS).astype(np.float64)
         dense.theta = dense.a_inv @ dense.b
         dense.n = self.n
-        self._dense = dense
+        self._dense_cache = dense
         return dense
 
     def _refresh(self) -> None:
@@ -958,7 +963,7 @@ class FactoredRidge:
         self._r_border = stats["r_border"]
         self._r_blocks = stats["r_blocks"]
         self._g_dense = self._r_dense = None
-        self._dense = None
+        self._dense_cache = None
 
     def _estimated_mass(self) -> int:
         # A converted state has no exact mass: twice its largest sum stands in (the sums grow from there).
