@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from uuid import UUID
 
 import numpy as np
 import typer
@@ -37,12 +38,16 @@ from tipwise.ml.serving import (
 
 BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp database
 if TYPE_CHECKING:
+    from tipwise.events import Event
+    from tipwise.ml.pipelines import RewardMap
     from tipwise.recommender.domain.candidates import PastShow
     from tipwise.settings import Settings
 
 SHARED_DIM = 32
 ACTION_DIM = 8
 WARM_EXAMPLES = 1000
+# The parts of the benchmark `--only` can choose.
+SECTIONS = ("pick", "decision", "learner")
 
 
 def register(app: typer.Typer) -> None:
@@ -54,13 +59,23 @@ def decide(
     decisions: Annotated[int, typer.Option(help="Whole decisions (with persistence) to time, per group.")] = 1000,
     rewards: Annotated[int, typer.Option(help="Rewards on the log for the learner throughput figure.")] = 20000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    only: Annotated[
+        str | None, typer.Option(help=f"Comma-separated sections to run: {', '.join(SECTIONS)} (default: all).")
+    ] = None,
 ) -> None:
     """Time `pick` next to Vowpal Wabbit, a whole in-process decision, and the learner."""
+    chosen = SECTIONS if only is None else tuple(name.strip() for name in only.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        raise typer.BadParameter(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}", param_hint="--only")
     results: list[Result] = []
-    results += pick_latency(iterations=iterations)
-    results += tips_latency(iterations=iterations)
-    results += whole_decision(decisions=decisions)
-    results += learner_throughput(rewards=rewards)
+    if "pick" in chosen:
+        results += pick_latency(iterations=iterations)
+        results += tips_latency(iterations=iterations)
+    if "decision" in chosen:
+        results += whole_decision(decisions=decisions)
+    if "learner" in chosen:
+        results += learner_throughput(rewards=rewards)
     print_table("tipwise bench decide", results)
     if json_path is not None:
         write_json(json_path, "decide", results)
@@ -392,6 +407,7 @@ def learner_throughput(*, rewards: int) -> list[Result]:
             started = time.perf_counter()
             replay(log, specs=container.registry.specs, features=FEATURE_SPEC, rewards=container.learner.reward_map)
             replay_seconds = time.perf_counter() - started
+            learn_seconds = _learn_only(log, container.registry.specs, container.learner.reward_map)
         finally:
             container.close()
     policies = len(container.registry.specs)
@@ -413,4 +429,41 @@ def learner_throughput(*, rewards: int) -> list[Result]:
             unit="1/s",
             extra={"policies": policies},
         ),
+        Result(
+            name="learn rewards/s (joined examples, one batch)",
+            mean=rewards / learn_seconds,
+            std=0.0,
+            seconds=learn_seconds,
+            unit="1/s",
+            extra={"policies": policies},
+        ),
     ]
+
+
+def _learn_only(log: list[Event], specs: dict[str, PolicySpec], reward_map: RewardMap) -> float:
+    """Return the seconds every policy takes to learn the log's examples, decoded beforehand: the models alone."""
+    from tipwise import events
+    from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, TipDecided
+
+    decided: dict[UUID, TipDecided] = {}
+    examples = []
+    for event in log:
+        if event.type == events.TIP_DECIDED:
+            decision = TipDecided.from_message(event.message(events.messages.TipDecided))
+            decided[decision.tip_instance_id] = decision
+        elif event.type == events.FEEDBACK_REACTION:
+            reaction = FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
+            decision = decided.pop(reaction.tip_instance_id)
+            examples.append(
+                LoggedReward(
+                    shared=decision.shared,
+                    action=decision.action,
+                    propensity=decision.propensity,
+                    reward=reward_map.reward(reaction.reaction.value),
+                )
+            )
+    models = [build_policy(spec, features=FEATURE_SPEC) for spec in specs.values()]
+    started = time.perf_counter()
+    for model in models:
+        model.learn(examples)
+    return time.perf_counter() - started

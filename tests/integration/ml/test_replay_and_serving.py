@@ -19,9 +19,11 @@ from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import LearnerSettings, replay, stored_states
+from tipwise.ml.pipelines import repository as ml_repository
 from tipwise.ml.pipelines.learner import same_state
-from tipwise.ml.serving import CandidateSet, FileModelRegistry, HttpScorer, ModelSnapshot, PolicyRegistry
+from tipwise.ml.serving import CandidateSet, FileModelRegistry, HttpScorer, ModelSnapshot, PolicyRegistry, RidgeModel
 from tipwise.ml.serving.app import SnapshotLoader, create_scoring_app
+from tipwise.ml.serving.policies import FactoredRidge, layout_for
 from tipwise.recommender import FEATURE_SPEC, FeedbackRequest, Reaction
 
 
@@ -81,6 +83,26 @@ class TestReplay:
             rewards=container.learner.reward_map,
         )
         assert not same_state(rebuilt["linucb"].state_bytes(), stored_states(container.db)["linucb"])
+
+    def test_a_model_stored_in_the_format_before_the_exact_statistics_is_rebuilt_from_the_log(
+        self, make_container: ContainerFactory, clock: FakeClock
+    ) -> None:
+        container = make_container()
+        _session(container, clock, decisions=15)
+        expected = stored_states(container.db)
+        dim = FactoredRidge(layout_for(FEATURE_SPEC, shared_weights=False), 5.0).dim
+        with container.db.write() as session:
+            row = ml_repository.models(session)["linucb"]
+            # An untrained dense inverse: what a model of the old format held before it learned anything.
+            row.state = RidgeModel(dim, 5.0).to_bytes()
+            ml_repository.save_model(session, row)
+
+        container.learner.restore()
+
+        stored = stored_states(container.db)
+        assert same_state(stored["linucb"], expected["linucb"])
+        assert same_state(container.learner.model("linucb").state_bytes(), expected["linucb"])
+        assert container.registry.versions()["linucb"] == container.learner.model("linucb").version > 0
 
 
 class FlakyRegistry(FileModelRegistry):

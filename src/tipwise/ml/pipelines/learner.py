@@ -60,7 +60,7 @@ from tipwise.ml.serving import (
     PolicyRegistry,
     PolicySpec,
     build_policy,
-    copy_policy,
+    state_is_converted,
 )
 from tipwise.recommender import FeedbackReaction, TipDecided
 
@@ -115,18 +115,32 @@ class TrainingRange:
         return TrainingRange(start=min(self.start, other.start), end=max(self.end, other.end))
 
 
+LearnedMessage = events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
+
+
+def decode(batch: Iterable[events.Event]) -> list[tuple[events.Event, LearnedMessage]]:
+    """Return each learned event with its payload, decoded once for the whole join."""
+    decoded = []
+    for event in batch:
+        message = event.message()
+        if not isinstance(message, LearnedMessage):
+            raise TypeError(f"the learner does not learn from {event.type!r} events")
+        decoded.append((event, message))
+    return decoded
+
+
 def join(
-    batch: Iterable[events.Event],
+    batch: Iterable[tuple[events.Event, LearnedMessage]],
     *,
     rewards: RewardMap,
     remember: Callable[[Pending], None],
     take: Callable[[UUID], Pending | None],
 ) -> Outcome:
-    """Turn events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
+    """Turn decoded events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
     outcome = Outcome()
-    for event in batch:
-        if event.type == events.TIP_DECIDED:
-            decided = TipDecided.from_message(event.message(events.messages.TipDecided))
+    for event, message in batch:
+        if isinstance(message, events.messages.TipDecided):
+            decided = TipDecided.from_message(message)
             if not decided.learnable:
                 outcome.withheld += 1
                 continue
@@ -140,8 +154,8 @@ def join(
                     user_id=_person(event.subject),
                 )
             )
-        elif event.type == events.FEEDBACK_REACTION:
-            reaction = FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
+        elif isinstance(message, events.messages.FeedbackReaction):
+            reaction = FeedbackReaction.from_message(message)
             pending = take(reaction.tip_instance_id)
             if not reaction.learnable:
                 outcome.withheld += pending is not None
@@ -152,8 +166,8 @@ def join(
             outcome.rewarded(_example(pending, rewards.reward(reaction.reaction.value)), reaction.reacted_at)
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
-        elif event.type == events.REWARD_DEFAULTED:
-            pending = take(UUID(event.message(events.messages.RewardDefaulted).tip_instance_id))
+        else:
+            pending = take(UUID(message.tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
                 outcome.rewarded(_example(pending, rewards.default), event.time)
                 outcome.timeouts += 1
@@ -165,15 +179,6 @@ def _person(subject: str) -> UUID | None:
         return UUID(subject)
     except ValueError:
         return None
-
-
-def _instance_id(event: events.Event) -> UUID:
-    message = event.message()
-    if not isinstance(
-        message, events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
-    ):
-        raise TypeError(f"the learner does not learn from {event.type!r} events")
-    return UUID(message.tip_instance_id)
 
 
 def _example(pending: Pending, reward: float) -> LoggedReward:
@@ -221,6 +226,7 @@ class Learner:
         self._rebuilt = False
         self._models: dict[str, Policy] = {}
         self._trained: dict[str, TrainingRange | None] = {}
+        self._states: dict[str, tuple[Policy, int, bytes]] = {}
         self._dirty = False
         self._last_reaction_at: datetime | None = None
         self._unsnapshotted = 0
@@ -243,15 +249,42 @@ class Learner:
             stored = repository.models(session)
         self._models = fresh_models(self._registry.specs, self._registry.features)
         self._trained = dict.fromkeys(self._models)
+        converted = []
         for name, model in self._models.items():
             row = stored.get(name)
             if row is not None and self._compatible(row, model):
                 model.load_state(row.state)
                 if row.trained_from is not None and row.trained_until is not None:
                     self._trained[name] = TrainingRange(start=row.trained_from, end=row.trained_until)
+                converted += [name] if state_is_converted(model) else []
             elif row is not None:
                 log.warning("model_reset", policy=name, reason="spec, features or reward map changed")
+        if converted:
+            self._rebuild_converted(converted)
         self._publish()
+
+    def _rebuild_converted(self, names: Sequence[str]) -> None:
+        """Replace models stored in a format before the exact statistics by a replay of the applied events.
+
+        The converted state answers like the stored one up to rounding, but only a
+        replay makes the model equal, bit for bit, to what the log rebuilds.
+        """
+        if self._history is None:
+            log.warning("model_state_converted", policies=list(names), reason="no event history to replay")
+            return
+        started = time.perf_counter()
+        with self._db.write() as session:
+            rebuilt = replay(
+                self._history(session),
+                specs=self._registry.specs,
+                features=self._registry.features,
+                rewards=self._rewards,
+            )
+            now = self._clock.now()
+            for name in names:
+                self._models[name] = rebuilt[name]
+                repository.save_model(session, self._row(name, rebuilt[name], now))
+        log.info("models_rebuilt_from_old_state_format", policies=list(names), seconds=time.perf_counter() - started)
 
     def _compatible(self, row: ModelRow, model: Policy) -> bool:
         return (
@@ -275,7 +308,9 @@ class Learner:
     def _apply_learned(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         # One query loads every stored decision the batch may refer to; decisions made and
         # rewarded within the batch never touch the table; the rest is written in bulk.
-        referenced = {_instance_id(event) for event in batch}
+        decoded = decode(batch)
+        # Parsed once per decision: its tip.decided and its reaction often share a batch.
+        referenced = {UUID(text) for text in {message.tip_instance_id for _, message in decoded}}
         stored = {
             key: Pending(
                 tip_instance_id=row.tip_instance_id,
@@ -301,7 +336,7 @@ class Learner:
                     taken.append(tip_instance_id)
             return found
 
-        outcome = join(batch, rewards=self._rewards, remember=remember, take=take)
+        outcome = join(decoded, rewards=self._rewards, remember=remember, take=take)
         repository.remove_pending(session, taken)
         repository.add_pending(
             session,
@@ -334,8 +369,11 @@ class Learner:
     def committed(self) -> None:
         if self._dirty:
             self._publish()
-        # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
-        self.snapshot_if_due()
+        if self._rebuilt:
+            # A rebuilt model replaces every snapshot that still holds the erased person: now, not by cadence.
+            self.snapshot_if_due()
+        # Snapshots by cadence are the worker's job (`snapshot_if_due`), run once the log is drained or every
+        # job interval under load: not after every batch, which would write them hundreds of times a second.
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
@@ -413,7 +451,7 @@ class Learner:
             spec=model.spec_dict(),
             feature_spec=self._registry.features.name,
             reward_map=self._rewards.describe(),
-            state=model.state_bytes(),
+            state=self._state(name, model),
             created_at=self._clock.now(),
             learned_until=self._last_reaction_at,
             trained_from=trained.start if trained else None,
@@ -457,7 +495,7 @@ class Learner:
             feature_spec=self._registry.features.name,
             reward_map_version=self._rewards.version,
             version=model.version,
-            state=model.state_bytes(),
+            state=self._state(name, model),
             updated_at=now,
             trained_from=trained.start if trained else None,
             trained_until=trained.end if trained else None,
@@ -475,9 +513,20 @@ class Learner:
         self._unsnapshotted += len(examples)
         self._dirty = True
 
+    def _state(self, name: str, model: Policy) -> bytes:
+        """Return the state bytes of `model`, serialized once per learned batch for storing, serving and snapshots."""
+        cached = self._states.get(name)
+        if cached is not None and cached[0] is model and cached[1] == model.version:
+            return cached[2]
+        state = model.state_bytes()
+        self._states[name] = (model, model.version, state)
+        return state
+
     def _publish(self) -> None:
         for name, model in self._models.items():
-            published = copy_policy(model, self._registry.specs[name], self._registry.features)
+            # An independent copy: the served model never changes under a pick in flight.
+            published = build_policy(self._registry.specs[name], features=self._registry.features)
+            published.load_state(self._state(name, model))
             self._registry.publish(name, published, learned_until=self._last_reaction_at)
             self._metrics.model_version.labels(policy=name).set(model.version)
         self._dirty = False
@@ -500,7 +549,7 @@ def _replay(
         pending.setdefault(item.tip_instance_id, item)
 
     outcome = join(
-        (event for event in log if event.type in LEARNED_EVENT_TYPES),
+        decode(event for event in log if event.type in LEARNED_EVENT_TYPES),
         rewards=rewards,
         remember=remember,
         take=lambda tip_instance_id: pending.pop(tip_instance_id, None),

@@ -21,6 +21,7 @@ from tipwise.ml.serving.policies import (
     VWCbAdfSpec,
     build_policy,
     spec_from_dict,
+    state_is_converted,
 )
 from tipwise.ml.serving.registry import (
     PolicyChoice,
@@ -72,4 +73,5 @@ __all__ = [
     "open_model_registry",
     "policy_version",
     "spec_from_dict",
+    "state_is_converted",
 ]

@@ -185,19 +185,11 @@ class FeatureSpec:
 
     def action_matrix(self, actions: Sequence[Mapping[str, float]]) -> Matrix:
         """Return one row of action values per candidate (values sharing a bucket add up)."""
-        # One bincount over flat positions for all rows: far cheaper than a numpy call per row.
-        k, width = len(actions), self.action_width
-        known = self._action.known
-        try:
-            flat = [known[name] + row * width for row, features in enumerate(actions) for name in features]
-        except KeyError:
-            index = self._action.index
-            flat = [index(name) + row * width for row, features in enumerate(actions) for name in features]
-        if not flat:
-            return np.zeros((k, width))
-        values = [value for features in actions for value in features.values()]
-        out = np.bincount(np.array(flat, dtype=np.intp), weights=values, minlength=k * width)
-        return cast(Matrix, out.reshape(k, width))
+        return _rows(self._action, actions)
+
+    def shared_matrix(self, contexts: Sequence[Mapping[str, float]]) -> Matrix:
+        """Return one shared vector per context, as rows (the learner builds a batch's at once)."""
+        return _rows(self._shared, contexts)
 
     def matrix(self, shared: Mapping[str, float], actions: Sequence[Mapping[str, float]]) -> Matrix:
         """Return one full row per candidate, in the order given: the reference layout."""
@@ -292,3 +284,20 @@ class CandidateSet(Sequence[Mapping[str, float]]):
 
     def __iter__(self) -> Iterator[Mapping[str, float]]:
         return iter(self._features)
+
+
+def _rows(namespace: Namespace, maps: Sequence[Mapping[str, float]]) -> Matrix:
+    """Return one row of `namespace` values per mapping (values sharing a bucket add up)."""
+    # One bincount over flat positions for all rows: far cheaper than a numpy call per row.
+    k, width = len(maps), namespace.width
+    known = namespace.known
+    try:
+        flat = [known[name] + row * width for row, features in enumerate(maps) for name in features]
+    except KeyError:
+        index = namespace.index
+        flat = [index(name) + row * width for row, features in enumerate(maps) for name in features]
+    if not flat:
+        return np.zeros((k, width))
+    values = [value for features in maps for value in features.values()]
+    out = np.bincount(np.array(flat, dtype=np.intp), weights=values, minlength=k * width)
+    return cast(Matrix, out.reshape(k, width))

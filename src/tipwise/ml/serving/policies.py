@@ -10,9 +10,10 @@ The linear policies (epsilon-greedy, LinUCB, linear Thompson sampling,
 inverse-gap weighting) share one exact ridge model over the candidate
 vectors of a `FeatureSpec`. Those vectors are `[shared, action,
 action_cross (x) shared]`, and every candidate switches on a single crossed
-block (one category, one action id), so the model keeps its inverse Gram
-matrix in blocks (`FactoredRidge`); its answers equal those of the plain
-`RidgeModel` on the same vectors at a fraction of the cost. By default the
+block (one category, one action id), so the model keeps its Gram matrix
+and its inverse in blocks (`FactoredRidge`); its answers equal those of the
+plain `RidgeModel` on the same (grid-rounded) vectors at a fraction of the
+cost, and its state does not depend on how the examples were batched. By default the
 shared block is left out of the model (`shared_weights=False`, see
 `FeatureLayout`). Without exploration every linear policy is greedy on the
 ridge estimate.
@@ -27,11 +28,12 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tipwise.ml.serving.features import CandidateSet, FeatureSpec, Indices, Matrix, Vector
 
@@ -405,7 +407,7 @@ class FeatureLayout:
         self.border_dim = features.action_width + (features.shared_width if shared_weights else 0)
         self.blocks = len(features.action_cross)
         self._prepared: tuple[Sequence[Features], CandidateSet] | None = None
-        self._learn_memo: tuple[Sequence[LoggedReward], list[CandidateRows]] | None = None
+        self._learn_memo: tuple[Sequence[LoggedReward], LearnRows] | None = None
 
     def shared_vector(self, shared: Features) -> Vector:
         return self.features.shared_vector(shared)
@@ -461,15 +463,28 @@ class FeatureLayout:
         """Return the full candidate rows of one decision (the factored form `FactoredRidge` reads)."""
         return self.decision(shared, actions).candidate_rows()
 
-    def learn_rows(self, batch: Sequence[LoggedReward]) -> list[CandidateRows]:
-        """Return the row of each example's chosen action; policies learning one batch share them.
+    def learn_rows(self, batch: Sequence[LoggedReward]) -> LearnRows:
+        """Return the rows of every example's chosen action, built at once; policies learning one batch share them.
 
         A one-entry memo keyed by the batch's identity (and holding it), like `prepare`.
         """
         memo = self._learn_memo
         if memo is not None and memo[0] is batch:
             return memo[1]
-        rows = [self._rows(example.shared, (example.action,)) for example in batch]
+        shared = self.features.shared_matrix([example.shared for example in batch])
+        actions = self.features.action_matrix([example.action for example in batch])
+        cross = actions[:, self.features.cross_columns]
+        border = np.hstack([shared, actions]) if self.shared_weights else actions
+        if self.features.normalize:
+            # |row|^2 = |s|^2 + |a|^2 + |cross|^2 |s|^2, without forming the rows.
+            s2 = (shared * shared).sum(axis=1)
+            norms = np.sqrt(s2 + (actions * actions).sum(axis=1) + (cross * cross).sum(axis=1) * s2)
+            scale = (1.0 / np.where(norms > 0.0, norms, 1.0))[:, None]
+            border = border * scale
+            cross = cross * scale
+        rows = LearnRows(
+            shared=shared, border=border, cross=cross, reward=np.array([example.reward for example in batch])
+        )
         self._learn_memo = (batch, rows)
         return rows
 
@@ -533,25 +548,116 @@ def layout_for(features: FeatureSpec, *, shared_weights: bool) -> FeatureLayout:
     return FeatureLayout(features, shared_weights=shared_weights)
 
 
+# The grid of the exact statistics: every feature value and reward is rounded to a multiple of
+# 2^-GRID_BITS before it is learned (an error below 8e-6, far under any feature's own noise).
+GRID_BITS = 16
+_TO_GRID = float(2**GRID_BITS)
+# Products of two grid values are integers in units of 2^-(2 GRID_BITS).
+_FROM_PRODUCTS = float(2.0 ** (-2 * GRID_BITS))
+# A float64 holds every integer below 2^53 exactly, so a matrix product of grid integers whose
+# absolute partial sums stay below it is exact in any summation order.
+_EXACT_FLOAT = 2**53
+# The int64 sums keep a factor of two of headroom below 2^63.
+_EXACT_INT = 2**62
+# Rows learned one by one wait at most this many for their Gram products (see `FactoredRidge._flush`).
+_QUEUE_LIMIT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class LearnRows:
+    """The chosen rows of a batch of examples, in factored form, with their rewards.
+
+    Row i of the full matrix is `[border[i], cross[i] (x) shared[i]]`, as in
+    `CandidateRows`, but every example has its own shared vector.
+    """
+
+    shared: Matrix
+    border: Matrix
+    cross: Matrix
+    reward: Vector
+
+    @classmethod
+    def of(cls, rows: CandidateRows, reward: float) -> LearnRows:
+        """Return the single row of `rows` with its reward."""
+        return cls(shared=rows.shared[None, :], border=rows.border, cross=rows.cross, reward=np.array([reward]))
+
+    def dense(self) -> Matrix:
+        """Return the full rows, as `FeatureSpec.matrix` lays them out."""
+        n = self.border.shape[0]
+        crossed = (self.cross[:, :, None] * self.shared[:, None, :]).reshape(n, -1)
+        out: Matrix = np.hstack([self.border, crossed])
+        return out
+
+
+def _on_grid(values: Matrix) -> Matrix:
+    grid: Matrix = np.rint(values * _TO_GRID)
+    return grid
+
+
+def _grid_products(left: Matrix, right: Matrix) -> NDArray[np.int64]:
+    """Return `left.T @ right` exactly, for grid integers whose row products are bounded (see `_mass`)."""
+    return np.asarray(left.T @ right).astype(np.int64)
+
+
+def _row_mass(*grids: Matrix) -> NDArray[np.int64]:
+    """Return, per row, the square of its largest grid value: a bound on every product the row adds."""
+    peak = np.zeros(grids[0].shape[0])
+    for grid in grids:
+        if grid.shape[1]:
+            peak = np.maximum(peak, np.abs(grid).max(axis=1))
+    if peak.size and peak.max() >= 2**26:
+        raise ValueError(f"a feature value or reward of magnitude {peak.max() / _TO_GRID:g} is too large to learn")
+    mass: NDArray[np.int64] = peak.astype(np.int64) ** 2
+    return mass
+
+
+def _exact_chunks(mass: NDArray[np.int64]) -> list[slice]:
+    """Split rows so that each chunk's products sum exactly in float64."""
+    chunks: list[slice] = []
+    start, total = 0, 0
+    for i, m in enumerate(mass.tolist()):
+        if total + m >= _EXACT_FLOAT:
+            chunks.append(slice(start, i))
+            start, total = i, 0
+        total += m
+    chunks.append(slice(start, mass.size))
+    return chunks
+
+
 class FactoredRidge:
-    """Exact online ridge regression over a `FeatureLayout`'s vectors, keeping A^-1 in factored form.
+    """Exact ridge regression over a `FeatureLayout`'s vectors, from order-free integer statistics.
 
-    While every learned row switches on at most one crossed block, the Gram
-    matrix A is an arrowhead: a border block (shared + action features), one
-    diagonal block D_j per `action_cross` feature, and couplings C_j between
-    them. Its inverse is then fully described by the inverse Schur complement
-    S^-1 = (A_border - sum_j C_j D_j^-1 C_j')^-1, the blocks D_j^-1, and
-    E_j = C_j D_j^-1; a Sherman-Morrison update of A^-1 is a rank-one update
-    of S^-1, of E_j and of D_j^-1 alone. That costs O(border^2 + border *
-    shared + shared^2) per example instead of the O(dim^2) of a dense inverse
-    (dim = border + blocks * shared), which is what makes the 860-dimensional
-    benchmark stream affordable. A row that switches on two crossed blocks at
-    once couples them; the model then turns into a dense `RidgeModel` for
-    good, with the same answers.
+    The learned state is the Gram matrix A = sum x x' and b = sum reward x of
+    every example learned so far, with every feature value and reward first
+    rounded to a multiple of 2^-GRID_BITS, so the sums are integers (int64)
+    and come out the same bits whatever the order and the batching of the
+    examples. A batch is learned with a few matrix products over all its
+    rows. The live learner (batches cut by timing) and a replay of the log
+    (one batch) therefore hold the same state by construction.
 
-    The state is that factored inverse and the reward-weighted sums; the
-    coefficients are derived from them on demand, so a model rebuilt from
-    its bytes answers bit for bit like the one that learned.
+    While every learned row switches on at most one crossed block, A is an
+    arrowhead: a border block (shared + action features), one diagonal block
+    D_j per `action_cross` feature, and couplings C_j between them; only
+    those are kept. The answers need A^-1 (with the ridge penalty on the
+    diagonal), kept in factored form: the inverse Schur complement
+    S^-1 = (A_border - sum_j C_j D_j^-1 C_j')^-1, the blocks D_j^-1 and
+    E_j = C_j D_j^-1. After a batch only the touched blocks' D_j^-1 and E_j
+    are recomputed, then S^-1; each is a fixed function of the statistics,
+    so a model loaded from its bytes answers bit for bit like the one that
+    learned, and like every other copy (served models are always such
+    copies). A batch of one example (a pick-then-learn loop) updates the
+    factors by Sherman-Morrison instead, O(d^2) instead of O(d^3): the same
+    answers up to rounding until the next larger batch or load derives them
+    again (`derived_exactly`); the statistics are exact either way. A row
+    that switches on two crossed blocks at once couples them; the model then
+    keeps the full Gram matrix for good, with the same answers, and inverts
+    it when next asked.
+
+    Bounds: a row adds at most m^2 to any sum, m its largest value on the
+    grid (|value| * 2^GRID_BITS); the sums are checked to stay below 2^62,
+    and a batch's products are cut into chunks whose sums stay below 2^53,
+    where float64 is exact. With unit-length rows (`normalize`) that allows
+    2^30 examples; a value of magnitude 2^10 or more is refused.
     """
 
     def __init__(self, layout: FeatureLayout, ridge: float) -> None:
@@ -561,16 +667,34 @@ class FactoredRidge:
         self._blocks = layout.blocks
         ds, db, c = self._shared_dim, self._border_dim, self._blocks
         self.n = 0
+        # True when the state was converted from a format before the exact statistics (up to rounding).
+        self.migrated = False
+        # Upper bound of every accumulated sum (grid units); a Python int, exact in any order.
+        self._mass = 0
+        self._g_border = np.zeros((db, db), dtype=np.int64)
+        self._g_cross = np.zeros((c, db, ds), dtype=np.int64)
+        self._g_blocks = np.zeros((c, ds, ds), dtype=np.int64)
+        self._r_border = np.zeros(db, dtype=np.int64)
+        self._r_blocks = np.zeros((c, ds), dtype=np.int64)
+        self._g_dense: NDArray[np.int64] | None = None
+        self._r_dense: NDArray[np.int64] | None = None
+        self._dense_cache: RidgeModel | None = None  # derived from the dense statistics when first asked for
+        # Derived from the statistics: the factored inverse, and E_j C_j' per block for S.
         self._schur_inv = np.eye(db) / ridge
         # [E_1 ... E_c] side by side: one matrix product serves every block at once.
         self._e = np.zeros((db, c * ds))
         self._block_inv = np.repeat((np.eye(ds) / ridge)[None], c, axis=0)
-        self._b_border = np.zeros(db)
-        self._b_blocks = np.zeros((c, ds))
-        self._dense: RidgeModel | None = None
+        self._coupled = np.zeros((c, db, db))
+        self._ridge_shared = np.eye(ds) * ridge
+        # Blocks (-1: the border alone) whose inverse factors were updated one example at a time.
+        self._approximate: set[int] = set()
+        # Grid rows learned one by one whose Gram products are not added yet: (border, block, j, mass).
+        self._queue: list[tuple[Vector, Vector, int, int]] = []
+        self._ridge_border = np.eye(db) * ridge
+        self._derive(range(c))
         self._theta_border = np.zeros(db)
         self._theta_blocks = np.zeros((c, ds))
-        self._stale = False
+        self._stale = True
 
     @property
     def dim(self) -> int:
@@ -578,66 +702,213 @@ class FactoredRidge:
 
     @property
     def is_dense(self) -> bool:
-        return self._dense is not None
+        return self._g_dense is not None
 
     # -- learning -------------------------------------------------------------
 
     def update(self, rows: CandidateRows, reward: float) -> None:
         """Learn `reward` for the single row in `rows`."""
-        coefficients = rows.cross[0]
-        active = np.flatnonzero(coefficients)
-        if self._dense is None and active.size > 1:
-            self._to_dense()
-        if self._dense is not None:
-            self._dense.update(rows.dense()[0], reward)
-            self.n = self._dense.n
+        self.learn(LearnRows.of(rows, reward))
+
+    def learn(self, rows: LearnRows) -> None:
+        """Learn every row of `rows` with its reward; the result does not depend on how examples are batched."""
+        n = rows.border.shape[0]
+        if n == 0:
             return
-        x_border = rows.border[0]
-        if active.size == 1:
+        active = rows.cross != 0.0
+        counts = active.sum(axis=1)
+        q_reward = _on_grid(rows.reward)[:, None]
+        q_border = _on_grid(rows.border)
+        if n == 1 and self._g_dense is None and counts[0] <= 1:
+            self._learn_one(q_border[0], float(q_reward[0, 0]), np.flatnonzero(active[0]), rows)
+            return
+        self._flush()
+        if self._g_dense is None and bool((counts > 1).any()):
+            self._to_dense()
+        if self._g_dense is not None:
+            q_rows = np.hstack([q_border, _on_grid(rows.dense()[:, self._border_dim :])])
+            for chunk in self._add_mass(_row_mass(q_rows, q_reward)):
+                y = np.hstack([q_rows[chunk], q_reward[chunk]])
+                products = _grid_products(q_rows[chunk], y)
+                self._g_dense += products[:, :-1]
+                self._r_dense += products[:, -1]  # type: ignore[operator]
+            self.n += n
+            self._derive_dense()
+            return
+        if self._blocks:
+            which = np.where(active.any(axis=1), active.argmax(axis=1), -1)
+            # The crossed values of each row's one active block: cross_j * shared, on the grid.
+            picked = rows.cross[np.arange(n), np.maximum(which, 0)] * (which >= 0)
+            q_block = _on_grid(picked[:, None] * rows.shared)
+        else:
+            which = np.full(n, -1)
+            q_block = np.zeros((n, self._shared_dim))
+        chunks = self._add_mass(_row_mass(q_border, q_block, q_reward))
+        touched = self._accumulate(q_border, q_block, which, q_reward, chunks)
+        self.n += n
+        self._derive(touched)
+
+    def _accumulate(
+        self, q_border: Matrix, q_block: Matrix, which: NDArray[np.intp], q_reward: Matrix, chunks: list[slice]
+    ) -> list[int]:
+        """Add the products of grid rows to the statistics; return the blocks they touched."""
+        y = np.hstack([q_border, q_reward])
+        touched: list[int] = np.unique(which[which >= 0]).tolist()
+        for chunk in chunks:
+            products = _grid_products(q_border[chunk], y[chunk])
+            self._g_border += products[:, :-1]
+            self._r_border += products[:, -1]
+            for j in touched:
+                mine = which[chunk] == j
+                if not mine.any():
+                    continue
+                q_j = q_block[chunk][mine]
+                products = _grid_products(q_j, np.hstack([q_j, y[chunk][mine]]))
+                ds = self._shared_dim
+                self._g_blocks[j] += products[:, :ds]
+                self._g_cross[j] += products[:, ds:-1].T
+                self._r_blocks[j] += products[:, -1]
+        return touched
+
+    def _flush(self) -> None:
+        """Add the Gram products of the examples learned one by one (their reward sums are in already)."""
+        if not self._queue:
+            return
+        queue, self._queue = self._queue, []
+        mass = np.array([item[3] for item in queue], dtype=np.int64)
+        chunks = _exact_chunks(mass) if int(mass.sum()) >= _EXACT_FLOAT else [slice(None)]
+        self._accumulate(
+            np.array([item[0] for item in queue]),
+            np.array([item[1] for item in queue]).reshape(len(queue), self._shared_dim),
+            np.array([item[2] for item in queue], dtype=np.intp),
+            np.zeros((len(queue), 1)),
+            chunks,
+        )
+
+    def _learn_one(self, q_border: Vector, q_reward: float, active: NDArray[np.intp], rows: LearnRows) -> None:
+        """Learn a single row with outer products: the same integers as `learn`'s matrix products, in fewer steps."""
+        peak = max(float(np.abs(q_border).max(initial=0.0)), abs(q_reward))
+        q_block: Vector | None = None
+        if active.size:
             j = int(active[0])
-            block = slice(j * self._shared_dim, (j + 1) * self._shared_dim)
-            x_block = coefficients[j] * rows.shared
+            q_block = _on_grid(rows.cross[0, j] * rows.shared[0])
+            peak = max(peak, float(np.abs(q_block).max(initial=0.0)))
+        mass = _row_mass(np.array([[peak]]))
+        self._add_mass(mass)
+        # The reward sums now (the coefficients need them); the Gram products are queued and added
+        # with a matrix product when a derivation or the state needs them: the same integers.
+        self._r_border += (q_border * q_reward).astype(np.int64)
+        if q_block is not None:
+            self._r_blocks[j] += (q_block * q_reward).astype(np.int64)
+        self._queue.append(
+            (
+                q_border,
+                q_block if q_block is not None else np.zeros(self._shared_dim),
+                j if q_block is not None else -1,
+                int(mass[0]),
+            )
+        )
+        if len(self._queue) >= _QUEUE_LIMIT:
+            self._flush()
+        self.n += 1
+        # A Sherman-Morrison update of the factored inverse instead of a new derivation: O(d^2) instead
+        # of O(d^3), so a pick-then-learn loop stays fast. It agrees with the derivation up to rounding;
+        # the next batch, or a load, derives every block it touched from the statistics again.
+        x_border = q_border / _TO_GRID
+        if q_block is None:
+            g = self._schur_inv @ x_border
+            self._schur_inv -= g[:, None] * (g / (1.0 + x_border @ g))
+            self._approximate.add(-1)
+        else:
+            ds = self._shared_dim
+            block = slice(j * ds, (j + 1) * ds)
+            x_block = q_block / _TO_GRID
             u = self._block_inv[j] @ x_block
             beta = 1.0 + x_block @ u
             r = x_border - self._e[:, block] @ x_block
             g = self._schur_inv @ r
-            # The Sherman-Morrison update of A^-1, read block by block (see the class docstring).
             self._schur_inv -= g[:, None] * (g / (beta + r @ g))
             self._e[:, block] += (r / beta)[:, None] * u
             self._block_inv[j] -= u[:, None] * (u / beta)
-            self._b_blocks[j] += reward * x_block
-        else:
-            g = self._schur_inv @ x_border
-            self._schur_inv -= g[:, None] * (g / (1.0 + x_border @ g))
-        self._b_border += reward * x_border
+            self._approximate.add(j)
         self._stale = True
-        self.n += 1
+
+    def _add_mass(self, mass: NDArray[np.int64]) -> list[slice]:
+        """Count a batch's mass against the int64 bound; return the chunks whose products are exact in float64."""
+        batch = int(mass.sum())
+        if self._mass + batch >= _EXACT_INT:
+            raise OverflowError("the model's exact sums would overflow: too many examples for their feature scale")
+        self._mass += batch
+        return _exact_chunks(mass) if batch >= _EXACT_FLOAT else [slice(None)]
+
+    @property
+    def derived_exactly(self) -> bool:
+        """Whether the answers come from the statistics alone (false after one-example updates until the next batch)."""
+        return not self._approximate
+
+    def _derive(self, blocks: Iterable[int]) -> None:
+        """Recompute the factored inverse of `blocks` (and of any updated one by one) and S from the statistics."""
+        ds = self._shared_dim
+        eye_s = self._ridge_shared
+        for j in sorted(set(blocks) | self._approximate - {-1}):
+            block_inv = np.linalg.inv(self._g_blocks[j] * _FROM_PRODUCTS + eye_s)
+            coupling = self._g_cross[j] * _FROM_PRODUCTS
+            e_j = coupling @ block_inv
+            self._block_inv[j] = block_inv
+            self._e[:, j * ds : (j + 1) * ds] = e_j
+            self._coupled[j] = e_j @ coupling.T
+        schur = self._g_border * _FROM_PRODUCTS + self._ridge_border - self._coupled.sum(axis=0)
+        self._schur_inv = np.linalg.inv(schur)
+        self._approximate = set()
+        self._stale = True
 
     def _to_dense(self) -> None:
-        db = self._border_dim
-        e = self._e
-        s_inv_e = self._schur_inv @ e
-        a_inv = np.zeros((self.dim, self.dim))
-        a_inv[:db, :db] = self._schur_inv
-        a_inv[:db, db:] = -s_inv_e
-        a_inv[db:, :db] = -s_inv_e.T
-        a_inv[db:, db:] = e.T @ s_inv_e
+        """Switch to the full Gram matrix, assembled exactly from the blocks."""
+        self._flush()
+        db, ds = self._border_dim, self._shared_dim
+        gram = np.zeros((self.dim, self.dim), dtype=np.int64)
+        gram[:db, :db] = self._g_border
         for j in range(self._blocks):
-            block = slice(db + j * self._shared_dim, db + (j + 1) * self._shared_dim)
-            a_inv[block, block] += self._block_inv[j]
+            block = slice(db + j * ds, db + (j + 1) * ds)
+            gram[block, block] = self._g_blocks[j]
+            gram[:db, block] = self._g_cross[j]
+            gram[block, :db] = self._g_cross[j].T
+        self._g_dense = gram
+        self._r_dense = np.concatenate([self._r_border, self._r_blocks.ravel()])
+        self._derive_dense()
+
+    def _derive_dense(self) -> None:
+        # The dense inverse costs O(dim^3): it is derived when next asked for, not after every batch.
+        self._dense_cache = None
+
+    @property
+    def _dense(self) -> RidgeModel | None:
+        # The dense model the answers come from, derived on first use (readers outside the class use this name).
+        return self._dense_model()
+
+    def _dense_model(self) -> RidgeModel | None:
+        """Return the dense model the answers come from, once the model is dense (derived from the statistics)."""
+        gram, r = self._g_dense, self._r_dense
+        if gram is None or r is None:
+            return None
+        if self._dense_cache is not None:
+            return self._dense_cache
         dense = RidgeModel(self.dim, self.ridge)
-        dense.a_inv = a_inv
-        dense.b = np.concatenate([self._b_border, self._b_blocks.ravel()])
-        dense.theta = a_inv @ dense.b
+        dense.a_inv = np.linalg.inv(gram * _FROM_PRODUCTS + np.eye(self.dim) * self.ridge).astype(np.float64)
+        dense.b = (r * _FROM_PRODUCTS).astype(np.float64)
+        dense.theta = dense.a_inv @ dense.b
         dense.n = self.n
-        self._dense = dense
+        self._dense_cache = dense
+        return dense
 
     def _refresh(self) -> None:
         if not self._stale:
             return
         # theta_border = S^-1 (b_border - sum_j E_j b_j); theta_j = D_j^-1 b_j - E_j' theta_border.
-        self._theta_border = self._schur_inv @ (self._b_border - self._e @ self._b_blocks.ravel())
-        d_b = np.matmul(self._block_inv, self._b_blocks[:, :, None])[:, :, 0]
+        b_border = self._r_border * _FROM_PRODUCTS
+        b_blocks = self._r_blocks * _FROM_PRODUCTS
+        self._theta_border = self._schur_inv @ (b_border - self._e @ b_blocks.ravel())
+        d_b = np.matmul(self._block_inv, b_blocks[:, :, None])[:, :, 0]
         self._theta_blocks = d_b - (self._theta_border @ self._e).reshape(self._blocks, self._shared_dim)
         self._stale = False
 
@@ -645,8 +916,9 @@ class FactoredRidge:
 
     def mean(self, rows: CandidateRows) -> Vector:
         """Return the predicted reward of every row."""
-        if self._dense is not None:
-            return self._dense.mean(rows.dense())
+        dense = self._dense_model()
+        if dense is not None:
+            return dense.mean(rows.dense())
         self._refresh()
         result: Vector = rows.border @ self._theta_border + rows.cross @ (self._theta_blocks @ rows.shared)
         return result
@@ -662,16 +934,18 @@ class FactoredRidge:
 
     def covariance(self, rows: CandidateRows) -> Matrix:
         """Return X A^-1 X': the posterior covariance of the rows' scores, up to the noise scale."""
-        if self._dense is not None:
-            return self._dense.covariance(rows.dense())
+        dense = self._dense_model()
+        if dense is not None:
+            return dense.covariance(rows.dense())
         r, q = self._residuals(rows)
         result: Matrix = r @ self._schur_inv @ r.T + (rows.cross * q) @ rows.cross.T
         return result
 
     def width(self, rows: CandidateRows) -> Vector:
         """Return sqrt(x' A^-1 x) per row: how unsure the model is about each candidate."""
-        if self._dense is not None:
-            return self._dense.width(rows.dense())
+        dense = self._dense_model()
+        if dense is not None:
+            return dense.width(rows.dense())
         r, q = self._residuals(rows)
         variance = ((r @ self._schur_inv) * r).sum(axis=1) + (rows.cross * rows.cross) @ q
         result: Vector = np.sqrt(np.maximum(variance, 0.0))
@@ -680,40 +954,113 @@ class FactoredRidge:
     # -- state ------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        if self._dense is not None:
-            return self._dense.to_bytes()
+        """Return the statistics (the answers are derived from them on load)."""
+        self._flush()
         buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            schur_inv=self._schur_inv,
-            e=self._e,
-            block_inv=self._block_inv,
-            b_border=self._b_border,
-            b_blocks=self._b_blocks,
-            n=np.array(self.n),
-        )
+        n, mass = np.array(self.n), np.array(self._mass, dtype=np.int64)
+        if self._g_dense is not None and self._r_dense is not None:
+            np.savez(buffer, gram=self._g_dense, r=self._r_dense, n=n, mass=mass)
+        else:
+            np.savez(
+                buffer,
+                g_border=self._g_border,
+                g_cross=self._g_cross,
+                g_blocks=self._g_blocks,
+                r_border=self._r_border,
+                r_blocks=self._r_blocks,
+                n=n,
+                mass=mass,
+            )
         return buffer.getvalue()
 
     def load(self, data: bytes) -> None:
+        """Load a state of `to_bytes`, or convert one of the formats before the exact statistics (`migrated`)."""
+        self._queue = []
         with np.load(io.BytesIO(data)) as arrays:
-            if "a_inv" in arrays.files:  # a dense state (also the format before the factored model)
-                dense = RidgeModel(self.dim, self.ridge)
-                dense.load_arrays(arrays)
-                self._dense = dense
-                self.n = dense.n
-                return
-            shape = (*arrays["e"].shape, *arrays["b_blocks"].shape)
-            expected = (self._border_dim, self._blocks * self._shared_dim, self._blocks, self._shared_dim)
-            if shape != expected:
-                raise ValueError(f"model state has dimension {shape[0] + shape[1]}, expected {self.dim}")
-            self._schur_inv = np.array(arrays["schur_inv"], dtype=np.float64)
-            self._e = np.array(arrays["e"], dtype=np.float64)
-            self._block_inv = np.array(arrays["block_inv"], dtype=np.float64)
-            self._b_border = np.array(arrays["b_border"], dtype=np.float64)
-            self._b_blocks = np.array(arrays["b_blocks"], dtype=np.float64)
+            files = set(arrays.files)
+            self.migrated = not files & {"gram", "g_border"}
+            if "gram" in files:
+                self._load_dense(np.array(arrays["gram"], dtype=np.int64), np.array(arrays["r"], dtype=np.int64))
+            elif "a_inv" in files:  # the dense inverse of before the statistics
+                gram, r = _gram_of_inverse(arrays["a_inv"], arrays["b"], self.ridge)
+                self._load_dense(gram, r)
+            elif "g_border" in files:
+                self._load_blocks({name: np.array(arrays[name], dtype=np.int64) for name in _BLOCK_STATS})
+            else:  # the factored inverse of before the statistics
+                self._load_blocks(_stats_of_factored_inverse(arrays, self.ridge))
             self.n = int(arrays["n"])
-        self._dense = None
-        self._stale = True
+            self._mass = int(arrays["mass"]) if "mass" in files else self._estimated_mass()
+        if self._g_dense is not None:
+            self._derive_dense()
+        else:
+            self._derive(range(self._blocks))
+
+    def _load_dense(self, gram: NDArray[np.int64], r: NDArray[np.int64]) -> None:
+        if r.shape != (self.dim,):
+            raise ValueError(f"model state has dimension {r.shape[0]}, expected {self.dim}")
+        self._g_dense, self._r_dense = gram, r
+
+    def _load_blocks(self, stats: Mapping[str, NDArray[np.int64]]) -> None:
+        shape = (*stats["g_cross"].shape, stats["g_blocks"].shape[-1])
+        expected = (self._blocks, self._border_dim, self._shared_dim, self._shared_dim)
+        if shape != expected:
+            raise ValueError(f"model state has dimension {shape[1] + shape[0] * shape[2]}, expected {self.dim}")
+        self._g_border = stats["g_border"]
+        self._g_cross = stats["g_cross"]
+        self._g_blocks = stats["g_blocks"]
+        self._r_border = stats["r_border"]
+        self._r_blocks = stats["r_blocks"]
+        self._g_dense = self._r_dense = None
+        self._dense_cache = None
+
+    def _estimated_mass(self) -> int:
+        # A converted state has no exact mass: twice its largest sum stands in (the sums grow from there).
+        arrays = (
+            (self._g_dense, self._r_dense)
+            if self._g_dense is not None
+            else (self._g_border, self._g_blocks, self._r_border, self._r_blocks)
+        )
+        return 2 * max((int(np.abs(a).max()) for a in arrays if a is not None and a.size), default=0)
+
+
+_BLOCK_STATS = ("g_border", "g_cross", "g_blocks", "r_border", "r_blocks")
+
+
+def _to_products(values: Matrix) -> NDArray[np.int64]:
+    return np.rint(values / _FROM_PRODUCTS).astype(np.int64)
+
+
+def _symmetric(matrix: Matrix) -> Matrix:
+    result: Matrix = 0.5 * (matrix + np.swapaxes(matrix, -1, -2))
+    return result
+
+
+def _gram_of_inverse(a_inv: Matrix, b: Vector, ridge: float) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return the statistics of a dense inverse state (up to rounding): A = (A^-1)^-1 - ridge I."""
+    a = _symmetric(np.linalg.inv(np.asarray(a_inv, dtype=np.float64))) - np.eye(len(b)) * ridge
+    return _to_products(a), _to_products(np.asarray(b, dtype=np.float64))
+
+
+def _stats_of_factored_inverse(arrays: Mapping[str, Any], ridge: float) -> dict[str, NDArray[np.int64]]:
+    """Return the statistics of a factored inverse state (up to rounding), inverting the factorization."""
+    block_inv = np.asarray(arrays["block_inv"], dtype=np.float64)
+    c, ds = block_inv.shape[0], block_inv.shape[-1]
+    e = np.asarray(arrays["e"], dtype=np.float64)
+    db = e.shape[0]
+    blocks = _symmetric(np.linalg.inv(block_inv).astype(np.float64))
+    # E_j = C_j D_j^-1, so C_j = E_j D_j; and A_border = S + sum_j E_j C_j'.
+    e_blocks = e.reshape(db, c, ds).transpose(1, 0, 2)
+    cross = np.matmul(e_blocks, blocks)
+    border = np.linalg.inv(np.asarray(arrays["schur_inv"], dtype=np.float64)) + np.matmul(
+        e_blocks, np.swapaxes(cross, 1, 2)
+    ).sum(axis=0)
+    return {
+        "g_border": _to_products(_symmetric(border) - np.eye(db) * ridge),
+        "g_cross": _to_products(cross),
+        "g_blocks": _to_products(blocks - np.eye(ds) * ridge),
+        "r_border": _to_products(np.asarray(arrays["b_border"], dtype=np.float64)),
+        "r_blocks": _to_products(np.asarray(arrays["b_blocks"], dtype=np.float64)),
+    }
 
 
 # -- the linear policies --------------------------------------------------------
@@ -915,8 +1262,8 @@ class _LinearPolicy:
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
         self._state += 1
-        for rows, example in zip(self.layout.learn_rows(batch), batch, strict=True):
-            self.model.update(rows, example.reward)
+        if batch:
+            self.model.learn(self.layout.learn_rows(batch))
 
     def state_bytes(self) -> bytes:
         return self.model.to_bytes()
@@ -1037,6 +1384,15 @@ def build_policy(spec: PolicySpec, *, features: FeatureSpec) -> Policy:
             from tipwise.ml.serving.vw import VWPolicy
 
             return VWPolicy(spec, features=features)
+
+
+def state_is_converted(policy: Policy) -> bool:
+    """Return whether `policy` loaded a state format from before the exact statistics (converted up to rounding).
+
+    Such a model answers as before, but a replay of the log no longer equals it
+    bit for bit; the learner rebuilds it from the log when it restores it.
+    """
+    return isinstance(policy, _LinearPolicy) and policy.model.migrated
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> PolicySpec:
