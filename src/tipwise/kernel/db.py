@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -146,6 +146,12 @@ class Database:
         """Open a read-only unit of work; closing it ends the transaction, loaded objects stay readable."""
         with self._read() as session:
             yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """Open a read-only Core connection: for the small reads of the hot path, where a session costs more."""
+        with self.read_engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def write(self) -> Iterator[WriteSession]:
