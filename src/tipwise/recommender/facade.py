@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import queue
 import secrets
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -108,24 +105,21 @@ class RecommenderFacade:
     async def next_tip_async(
         self, *, user_id: UUID, explore: bool = True, allow_nothing: bool = False
     ) -> NextTipOut | None:
-        """`next_tip` for the event loop: plan here, record in a group commit, answer once it is committed.
+        """`next_tip` for the event loop; on SQLite, decisions made together share one transaction.
 
-        Many concurrent decisions share one write transaction (a group commit) instead of
-        queueing for the database's write lock one by one; each caller still gets its
-        answer only after the transaction holding its decision has committed.
+        On SQLite the loop plans and records itself: the database is a local file, and a thread
+        per request spends more on handing the GIL and the single write lock around than on the
+        work (measured in `tipwise bench http`). Each decision is queued for a group commit that
+        runs once the loop has taken up every request already waiting, so many decisions share
+        one write transaction; each caller is answered only after that transaction committed.
+        Other databases take concurrent writers: there each decision runs in a thread.
         """
-        if self._db.is_sqlite:
-            # Reads of a local SQLite file take microseconds: a thread hop would cost more.
-            pending = self._plan(user_id=user_id, explore=explore, allow_nothing=allow_nothing)
-        else:
-            pending = await asyncio.to_thread(self._plan, user_id=user_id, explore=explore, allow_nothing=allow_nothing)
+        if not self._db.is_sqlite:
+            return await asyncio.to_thread(self.next_tip, user_id=user_id, explore=explore, allow_nothing=allow_nothing)
+        pending = self._plan(user_id=user_id, explore=explore, allow_nothing=allow_nothing)
         if pending is None:
             return None
-        return await asyncio.wrap_future(self._group.submit(pending))
-
-    def close(self) -> None:
-        """Stop the group-commit thread once the decisions handed to it are recorded."""
-        self._group.close()
+        return await self._group.submit(pending)
 
     def _plan(self, *, user_id: UUID, explore: bool, allow_nothing: bool) -> _Pending | None:
         prefs = self._profile.preferences(user_id=user_id)
@@ -231,56 +225,39 @@ class RecommenderFacade:
 
 
 class _GroupCommit:
-    """A thread that records queued decisions, all those waiting (up to `MAX_GROUP`) in one transaction.
+    """Records the decisions queued on one event loop, all those waiting (up to `MAX_GROUP`) in one transaction.
 
-    Each caller's future resolves only after the transaction holding its decision has
-    committed, so an answer never names a decision that a crash could lose. When a group
-    fails for another reason than the database, each of its decisions is tried again in a
-    transaction of its own, so one bad decision cannot fail the others.
+    A group runs as soon as the loop has run the callbacks already ready, that is once every
+    request that was waiting has been planned and queued. A future resolves only after the
+    transaction holding its decision committed, so an answer never names a decision that a
+    crash could lose. When a group fails for another reason than the database, each of its
+    decisions is tried again in a transaction of its own, so one bad decision cannot fail the others.
     """
 
     def __init__(self, *, record: Callable[[list[_Pending]], list[NextTipOut | None]]) -> None:
         self._record = record
-        self._queue: queue.SimpleQueue[tuple[_Pending, Future[NextTipOut | None]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._queue: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]] = []
+        self._scheduled = False
 
-    def submit(self, pending: _Pending) -> Future[NextTipOut | None]:
-        future: Future[NextTipOut | None] = Future()
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="tipwise-decisions", daemon=True)
-                self._thread.start()
-            self._queue.put((pending, future))
+    def submit(self, pending: _Pending) -> asyncio.Future[NextTipOut | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[NextTipOut | None] = loop.create_future()
+        self._queue.append((pending, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
         return future
 
-    def close(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                self._queue.put(None)
-        if thread is not None:
-            thread.join()
+    def _flush(self) -> None:
+        group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._scheduled = False
+        # A caller that went away (its request was cancelled) gets no decision recorded.
+        self._commit([(pending, future) for pending, future in group if not future.done()])
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this group
-                    break
-                group.append(item)
-            # A caller that gave up before its decision was taken up gets no decision recorded.
-            self._commit([(p, f) for p, f in group if f.set_running_or_notify_cancel()])
-
-    def _commit(self, group: list[tuple[_Pending, Future[NextTipOut | None]]]) -> None:
+    def _commit(self, group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]]) -> None:
         if not group:
             return
         try:
@@ -288,11 +265,13 @@ class _GroupCommit:
         except Exception as exc:
             if len(group) == 1 or isinstance(exc, DBAPIError):
                 for _, future in group:
-                    future.set_exception(exc)
+                    if not future.done():
+                        future.set_exception(exc)
                 return
             log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
             for item in group:
                 self._commit([item])
             return
         for (_, future), decision in zip(group, decisions, strict=True):
-            future.set_result(decision)
+            if not future.done():
+                future.set_result(decision)

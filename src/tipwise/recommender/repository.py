@@ -37,12 +37,17 @@ _SHOWS_OF = select(*_SHOW_COLUMNS).where(
 
 def history_since(session: Session | Connection, *, user_id: UUID, since: datetime) -> list[PastShow]:
     """Return what the person was shown since `since`, plus every tip they marked not-for-me."""
-    return _past_shows(session.execute(_HISTORY_SINCE, {"user_id": user_id, "since": since}))
+    return _past_shows(_core(session).execute(_HISTORY_SINCE, {"user_id": user_id, "since": since}))
 
 
 def shows_of(session: Session | Connection, *, user_id: UUID, tip_id: str) -> list[PastShow]:
     """Return every time the person was shown one tip (to re-check it just before recording)."""
-    return _past_shows(session.execute(_SHOWS_OF, {"user_id": user_id, "tip_id": tip_id}))
+    return _past_shows(_core(session).execute(_SHOWS_OF, {"user_id": user_id, "tip_id": tip_id}))
+
+
+def _core(session: Session | Connection) -> Connection:
+    # A session's own execute goes through the ORM's statement handling, even for Core statements.
+    return session.connection() if isinstance(session, Session) else session
 
 
 def _past_shows(rows: Iterable[Any]) -> list[PastShow]:
