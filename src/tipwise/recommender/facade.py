@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,7 +88,8 @@ class RecommenderFacade:
             assembler=FeatureAssembler(),
         )
         self._history = service.HistoryCache(seconds=settings.history_cache_seconds)
-        self._group = _GroupCommit(record=self._record_group)
+        # One group commit per event loop: a loop's futures must only be touched from that loop.
+        self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
 
     def next_tip(self, *, user_id: UUID, explore: bool = True, allow_nothing: bool = False) -> NextTipOut | None:
         """Decide the tip to show now; None when no tip is eligible.
@@ -119,7 +121,11 @@ class RecommenderFacade:
         pending = self._plan(user_id=user_id, explore=explore, allow_nothing=allow_nothing)
         if pending is None:
             return None
-        return await self._group.submit(pending)
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(loop)
+        if group is None:
+            group = self._groups[loop] = _GroupCommit(record=self._record_group)
+        return await group.submit(pending)
 
     def _plan(self, *, user_id: UUID, explore: bool, allow_nothing: bool) -> _Pending | None:
         prefs = self._profile.preferences(user_id=user_id)
