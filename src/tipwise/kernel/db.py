@@ -64,6 +64,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class WriterBusy(Exception):
+    """Another writer of this process holds SQLite's write lock (from `Database.write(wait=False)`)."""
+
+
 class ReadSession(Session):
     """A session for queries only."""
 
@@ -170,14 +174,23 @@ class Database:
             yield connection
 
     @contextmanager
-    def write(self) -> Iterator[WriteSession]:
-        """Open a unit of work that commits once on success and rolls back on error."""
+    def write(self, *, wait: bool = True) -> Iterator[WriteSession]:
+        """Open a unit of work that commits once on success and rolls back on error.
+
+        With `wait=False`, raise `WriterBusy` at once (nothing opened) when another writer of
+        this process holds SQLite's write lock: an event loop must not block on it.
+        """
         if self._writers is None:
             with self._write() as session, session.begin():
                 yield session
             return
-        with self._writers, self._write() as session, session.begin():
-            yield session
+        if not self._writers.acquire(blocking=wait):
+            raise WriterBusy("another writer of this process holds the write lock")
+        try:
+            with self._write() as session, session.begin():
+                yield session
+        finally:
+            self._writers.release()
         if self._checkpointer is not None:
             self._checkpointer.wrote()
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tipwise.advice import AdviceFacade
 from tipwise.kernel.clock import Clock
-from tipwise.kernel.db import Database, WriteSession
+from tipwise.kernel.db import Database, WriterBusy, WriteSession
 from tipwise.kernel.logging import get_logger
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.serving import Scorer
@@ -32,6 +32,8 @@ SEED_BITS = 63
 LEARNING_PURPOSES = frozenset({Purpose.PERSONALIZATION, Purpose.MODEL_TRAINING})
 # The most decisions one group commit records in one transaction.
 MAX_GROUP = 64
+# How soon a group commit tries again when another writer of this process holds the lock.
+BUSY_RETRY_SECONDS = 0.002
 
 
 def random_seed() -> int:
@@ -180,8 +182,8 @@ class RecommenderFacade:
         )
         return _Recorded(user_id=pending.plan.user_id, decision=decision, show=show, replanned=replanned)
 
-    def _record_group(self, group: list[_Pending]) -> list[NextTipOut | None]:
-        with self._db.write() as session:
+    def _record_group(self, group: list[_Pending], *, wait: bool = True) -> list[NextTipOut | None]:
+        with self._db.write(wait=wait) as session:
             recorded = [self._record(session, pending) for pending in group]
         return self._committed(recorded)
 
@@ -240,7 +242,7 @@ class _GroupCommit:
     decisions is tried again in a transaction of its own, so one bad decision cannot fail the others.
     """
 
-    def __init__(self, *, record: Callable[[list[_Pending]], list[NextTipOut | None]]) -> None:
+    def __init__(self, *, record: Callable[..., list[NextTipOut | None]]) -> None:
         self._record = record
         self._queue: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]] = []
         self._scheduled = False
@@ -255,19 +257,30 @@ class _GroupCommit:
         return future
 
     def _flush(self) -> None:
-        group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+        loop = asyncio.get_running_loop()
+        # A caller that went away (its request was cancelled) gets no decision recorded.
+        self._queue = [(pending, future) for pending, future in self._queue if not future.done()]
+        group = self._queue[:MAX_GROUP]
+        try:
+            self._commit(group, wait=False)
+        except WriterBusy:
+            # Another writer of this process (the relay, the learner) holds the lock: serve other
+            # requests meanwhile, and try again shortly with what has queued up by then.
+            loop.call_later(BUSY_RETRY_SECONDS, self._flush)
+            return
+        self._queue = self._queue[len(group) :]
         if self._queue:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         else:
             self._scheduled = False
-        # A caller that went away (its request was cancelled) gets no decision recorded.
-        self._commit([(pending, future) for pending, future in group if not future.done()])
 
-    def _commit(self, group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]]) -> None:
+    def _commit(self, group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]], *, wait: bool = True) -> None:
         if not group:
             return
         try:
-            decisions = self._record([pending for pending, _ in group])
+            decisions = self._record([pending for pending, _ in group], wait=wait)
+        except WriterBusy:
+            raise
         except Exception as exc:
             if len(group) == 1 or isinstance(exc, DBAPIError):
                 for _, future in group:

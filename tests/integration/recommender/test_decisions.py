@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +62,41 @@ class TestGroupCommit:
 
         assert shown(first).id != shown(second).id
         assert _recorded(container, [first, second]) == 2
+
+    def test_while_another_writer_holds_the_lock_the_loop_keeps_serving_and_the_decision_waits_for_it(
+        self, container: Container
+    ) -> None:
+        user = registered(container, "busy@example.com")
+        holding, release = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with container.db.write():
+                holding.set()
+                release.wait(5)
+
+        async def scenario() -> tuple[NextTipOut | None, int, bool]:
+            decision = asyncio.ensure_future(container.recommender.next_tip_async(user_id=user))
+            ticks = 0
+            for _ in range(20):  # the loop is free while the decision waits for the lock
+                await asyncio.sleep(0.005)
+                ticks += 1
+            done_while_held = decision.done()
+            release.set()
+            return await decision, ticks, done_while_held
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert holding.wait(5)
+        try:
+            decision, ticks, done_while_held = asyncio.run(scenario())
+        finally:
+            release.set()
+            thread.join()
+
+        assert ticks == 20
+        assert not done_while_held
+        assert decision is not None
+        assert _recorded(container, [decision]) == 1
 
 
 class TestHistoryCache:
