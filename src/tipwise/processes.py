@@ -91,10 +91,12 @@ def run_worker(container: Container, *, role: Role, health_host: str, health_por
     )
     health = threading.Thread(target=server.run, name="tipwise-health", daemon=True)
     health.start()
-    container.worker.start()
+    container.start_workers()
     log.info("worker_started", role=role, health=f"http://{health_host}:{health_port}")
     stop.wait()
     log.info("worker_stopping", role=role)
+    if container.syncer is not None:
+        container.syncer.stop(timeout=GRACE_SECONDS)
     container.worker.stop(timeout=GRACE_SECONDS)
     if role == "learner":
         container.learner.snapshot()  # what it learned since the last snapshot is served at once

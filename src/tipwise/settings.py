@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     event_bus: str = "embedded"
     # Namespaces NATS subjects and streams, so several installations can share one server.
     nats_prefix: str = "tipwise"
+    # Where model snapshots are published: files under the data dir, or MLflow (`TIPWISE_MLFLOW_*`).
+    model_registry: Literal["files", "mlflow"] = "files"
 
     @field_validator("secret_key")
     @classmethod
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        """Where model snapshots are published (the file model registry)."""
+        """Where the file model registry keeps model snapshots."""
         return self.data_dir / "models"
 
     def resolved_secret_key(self) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -36,6 +37,18 @@ MAX_GROUP = 64
 BUSY_RETRY_SECONDS = 0.002
 
 
+# How far around the decision the calendar's busy intervals are read (the features look 4 hours ahead).
+CALENDAR_WINDOW = timedelta(hours=6)
+
+
+class CalendarPort(Protocol):
+    """Busy times of a person's connected calendar (the integrations module)."""
+
+    def busy_intervals(
+        self, *, user_id: UUID, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, datetime]] | None: ...
+
+
 def random_seed() -> int:
     return secrets.randbits(SEED_BITS)
 
@@ -49,6 +62,7 @@ class _Pending:
     purposes: frozenset[Purpose]
     explore: bool
     allow_nothing: bool
+    busy: Sequence[tuple[datetime, datetime]] | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +88,10 @@ class RecommenderFacade:
         settings: RecommenderSettings,
         on_commit: Callable[[], None] = lambda: None,
         seeds: Callable[[], int] = random_seed,
+        calendar: CalendarPort | None = None,
     ) -> None:
         self._db = db
+        self._calendar = calendar
         self._advice = advice
         self._profile = profile
         self._clock = clock
@@ -134,6 +150,10 @@ class RecommenderFacade:
         # Never cached: a withdrawal takes effect at the very next decision.
         purposes = self._profile.granted(user_id=user_id)
         now = self._clock.now()
+        busy = None
+        # Purpose binding: the calendar is not even read without the consent to calendar signals.
+        if self._calendar is not None and Purpose.CALENDAR_SIGNALS in purposes:
+            busy = self._calendar.busy_intervals(user_id=user_id, start=now, end=now + CALENDAR_WINDOW)
         history = self._history.get(user_id)
         if history is None:
             generation = self._history.generation(user_id)
@@ -149,12 +169,15 @@ class RecommenderFacade:
             seed=self._seeds(),
             explore=explore,
             allow_nothing=allow_nothing,
+            busy=busy,
             history=history,
         )
         if plan is None:
             self._metrics.empty_decisions.inc()
             return None
-        return _Pending(plan=plan, prefs=prefs, purposes=purposes, explore=explore, allow_nothing=allow_nothing)
+        return _Pending(
+            plan=plan, prefs=prefs, purposes=purposes, explore=explore, allow_nothing=allow_nothing, busy=busy
+        )
 
     def _record(self, session: WriteSession, pending: _Pending) -> _Recorded:
         """Record a plan in the caller's write transaction, planning afresh if it was overtaken."""
@@ -171,6 +194,7 @@ class RecommenderFacade:
                 seed=plan.seed,
                 explore=pending.explore,
                 allow_nothing=pending.allow_nothing,
+                busy=pending.busy,
             )
         if plan is None:
             return _Recorded(user_id=pending.plan.user_id, decision=None, show=None, replanned=replanned)

@@ -1,7 +1,7 @@
 """recommender: index a person's shows of one tip (the re-check before recording a decision)
 
 Revision ID: 2026_11_27_decision_shows_index
-Revises: 2026_11_26_privacy
+Revises: 2026_11_27_integrations
 Create Date: 2026-11-27 09:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "2026_11_27_decision_shows_index"
-down_revision: str | None = "2026_11_26_privacy"
+down_revision: str | None = "2026_11_27_integrations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

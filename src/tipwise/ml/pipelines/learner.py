@@ -94,6 +94,25 @@ class Outcome:
     late: int = 0
     withheld: int = 0
     last_reaction_at: datetime | None = None
+    # The training range of the examples: the times of their first and last reward.
+    trained: TrainingRange | None = None
+
+    def rewarded(self, example: LoggedReward, at: datetime) -> None:
+        self.examples.append(example)
+        self.trained = TrainingRange(start=at, end=at).union(self.trained)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRange:
+    """The times of the oldest and newest reward (a reaction, or the default) a model learned."""
+
+    start: datetime
+    end: datetime
+
+    def union(self, other: TrainingRange | None) -> TrainingRange:
+        if other is None:
+            return self
+        return TrainingRange(start=min(self.start, other.start), end=max(self.end, other.end))
 
 
 def join(
@@ -130,13 +149,13 @@ def join(
             if pending is None:
                 outcome.late += 1
                 continue
-            outcome.examples.append(_example(pending, rewards.reward(reaction.reaction.value)))
+            outcome.rewarded(_example(pending, rewards.reward(reaction.reaction.value)), reaction.reacted_at)
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
         elif event.type == events.REWARD_DEFAULTED:
             pending = take(UUID(event.message(events.messages.RewardDefaulted).tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
-                outcome.examples.append(_example(pending, rewards.default))
+                outcome.rewarded(_example(pending, rewards.default), event.time)
                 outcome.timeouts += 1
     return outcome
 
@@ -201,11 +220,13 @@ class Learner:
         self._history = history
         self._rebuilt = False
         self._models: dict[str, Policy] = {}
+        self._trained: dict[str, TrainingRange | None] = {}
         self._dirty = False
         self._last_reaction_at: datetime | None = None
         self._unsnapshotted = 0
         self._before_batch: tuple[datetime | None, int] = (None, 0)
         self._last_snapshot_at = clock.now()
+        self._snapshot_failed_at: datetime | None = None
         self.restore()
 
     @property
@@ -221,10 +242,13 @@ class Learner:
         with self._db.read() as session:
             stored = repository.models(session)
         self._models = fresh_models(self._registry.specs, self._registry.features)
+        self._trained = dict.fromkeys(self._models)
         for name, model in self._models.items():
             row = stored.get(name)
             if row is not None and self._compatible(row, model):
                 model.load_state(row.state)
+                if row.trained_from is not None and row.trained_until is not None:
+                    self._trained[name] = TrainingRange(start=row.trained_from, end=row.trained_until)
             elif row is not None:
                 log.warning("model_reset", policy=name, reason="spec, features or reward map changed")
         self._publish()
@@ -305,15 +329,11 @@ class Learner:
             self._metrics.rewards.labels(source="timeout").inc(outcome.timeouts)
         if outcome.last_reaction_at is not None:
             self._last_reaction_at = outcome.last_reaction_at
-        self._learn(session, outcome.examples)
+        self._learn(session, outcome.examples, outcome.trained)
 
     def committed(self) -> None:
         if self._dirty:
             self._publish()
-        if self._rebuilt:
-            # A rebuilt model replaces every snapshot that still holds the erased person.
-            self._rebuilt = False
-            self.snapshot()
         # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
         self.snapshot_if_due()
 
@@ -353,19 +373,40 @@ class Learner:
             return []
         written = [self._snapshots.publish(self._snapshot_of(name, model)) for name, model in self._models.items()]
         self._unsnapshotted = 0
+        self._rebuilt = False
         self._last_snapshot_at = self._clock.now()
+        self._snapshot_failed_at = None
         return written
 
     def snapshot_if_due(self) -> None:
-        """Snapshot when the cadence says so: after N rewards, or T seconds after an unsnapshotted one."""
-        due = self._unsnapshotted >= self._cadence.every_rewards or (
-            self._unsnapshotted > 0
-            and (self._clock.now() - self._last_snapshot_at).total_seconds() >= self._cadence.every_seconds
+        """Snapshot when due: after N rewards, T seconds after an unsnapshotted one, or after a rebuild.
+
+        A model registry that fails (a remote MLflow that is down) does not stop
+        learning, nor fail the events just applied: the models are safe in the
+        database. The failure is logged and counted, and the next attempt comes
+        T seconds later.
+        """
+        now = self._clock.now()
+        interval = self._cadence.every_seconds
+        if self._snapshot_failed_at is not None and (now - self._snapshot_failed_at).total_seconds() < interval:
+            return
+        due = (
+            # A rebuilt model replaces every snapshot that still holds the erased person.
+            self._rebuilt
+            or self._unsnapshotted >= self._cadence.every_rewards
+            or (self._unsnapshotted > 0 and (now - self._last_snapshot_at).total_seconds() >= interval)
         )
-        if due:
+        if not due:
+            return
+        try:
             self.snapshot()
+        except Exception:
+            self._snapshot_failed_at = now
+            self._metrics.snapshot_failures.inc()
+            log.exception("snapshot_failed", retry_in_seconds=interval)
 
     def _snapshot_of(self, name: str, model: Policy) -> ModelSnapshot:
+        trained = self._trained.get(name)
         return ModelSnapshot(
             name=name,
             version=model.version,
@@ -375,6 +416,8 @@ class Learner:
             state=model.state_bytes(),
             created_at=self._clock.now(),
             learned_until=self._last_reaction_at,
+            trained_from=trained.start if trained else None,
+            trained_until=trained.end if trained else None,
             metrics={"rewards": model.version},
         )
 
@@ -387,12 +430,13 @@ class Learner:
             return
         started = time.perf_counter()
         history = self._history(session)
-        models = replay(
+        models, trained = _replay(
             itertools.chain(history, tail),
             specs=self._registry.specs,
             features=self._registry.features,
             rewards=self._rewards,
         )
+        self._trained = dict.fromkeys(models, trained)
         now = self._clock.now()
         for name, model in models.items():
             repository.save_model(session, self._row(name, model, now))
@@ -406,6 +450,7 @@ class Learner:
     # -- internals -------------------------------------------------------------
 
     def _row(self, name: str, model: Policy, now: datetime) -> ModelRow:
+        trained = self._trained.get(name)
         return ModelRow(
             name=name,
             spec=model.spec_dict(),
@@ -414,14 +459,18 @@ class Learner:
             version=model.version,
             state=model.state_bytes(),
             updated_at=now,
+            trained_from=trained.start if trained else None,
+            trained_until=trained.end if trained else None,
         )
 
-    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward]) -> None:
+    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward], trained: TrainingRange | None) -> None:
         if not examples:
             return
         now = self._clock.now()
         for name, model in self._models.items():
             model.learn(examples)
+            if trained is not None:
+                self._trained[name] = trained.union(self._trained.get(name))
             repository.save_model(session, self._row(name, model, now))
         self._unsnapshotted += len(examples)
         self._dirty = True
@@ -438,6 +487,12 @@ def replay(
     log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
 ) -> dict[str, Policy]:
     """Rebuild every model from the event log alone, exactly as the learner built it."""
+    return _replay(log, specs=specs, features=features, rewards=rewards)[0]
+
+
+def _replay(
+    log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
+) -> tuple[dict[str, Policy], TrainingRange | None]:
     models = fresh_models(specs, features)
     pending: dict[UUID, Pending] = {}
 
@@ -452,7 +507,7 @@ def replay(
     )
     for model in models.values():
         model.learn(outcome.examples)
-    return models
+    return models, outcome.trained
 
 
 def same_state(left: bytes, right: bytes) -> bool:

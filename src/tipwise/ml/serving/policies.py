@@ -27,13 +27,13 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
-from tipwise.ml.serving.features import FeatureSpec, Matrix, Vector
+from tipwise.ml.serving.features import CandidateSet, FeatureSpec, Indices, Matrix, Vector
 
 Features = Mapping[str, float]
 
@@ -101,6 +101,14 @@ def argmax_share(scores: Vector) -> Vector:
     best = (scores >= scores.max() - 1e-12).astype(np.float64)
     share: Vector = best / best.sum()
     return share
+
+
+def argmax_with_floor(scores: Vector, floor_mass: float) -> Vector:
+    """Return `mix_with_uniform(argmax_share(scores), floor_mass)` in fewer steps (equal up to rounding)."""
+    best = scores >= scores.max() - 1e-12
+    probabilities: Vector = best * ((1.0 - floor_mass) / np.count_nonzero(best))
+    probabilities += floor_mass / scores.size
+    return probabilities
 
 
 def sample_index(probabilities: Vector, rng: np.random.Generator) -> int:
@@ -376,74 +384,87 @@ class CandidateRows:
 
 
 class FeatureLayout:
-    """Turns named features into `CandidateRows` for one `FeatureSpec`, without forming the crossed block.
+    """Turns named features into candidate rows for one `FeatureSpec`, without forming the crossed block.
 
-    The rows are `FeatureSpec.matrix`'s (tested), built with one array write
-    per decision instead of one per candidate: the per-decision cost matters
-    when a benchmark makes tens of thousands of them. Without
-    `shared_weights` the shared block is left out (the scaling still counts
-    it): it adds the same amount to every candidate of a decision, so it
-    never changes a ranking, and fitting it only lets one candidate's
-    failure lower the others' estimates too.
+    The rows are `FeatureSpec.matrix`'s (tested). Without `shared_weights` the
+    shared block is left out (the scaling still counts it): it adds the same
+    amount to every candidate of a decision, so it never changes a ranking,
+    and fitting it only lets one candidate's failure lower the others'
+    estimates too.
+
+    A pick goes through `decision`: the candidates as a `CandidateSet`
+    (featurized once, or handed over already prepared) and the shared vector,
+    in the compact form `DecisionRows` that the policies score; the live
+    policy and its shadows share one of each per decision.
     """
 
     def __init__(self, features: FeatureSpec, *, shared_weights: bool = True) -> None:
         self.features = features
         self.shared_weights = shared_weights
-        self.shared_dim = len(features.shared)
-        self.border_dim = len(features.action) + (len(features.shared) if shared_weights else 0)
+        self.shared_dim = features.shared_width
+        self.border_dim = features.action_width + (features.shared_width if shared_weights else 0)
         self.blocks = len(features.action_cross)
-        self._shared_index = {name: i for i, name in enumerate(features.shared)}
-        self._action_index = {name: i for i, name in enumerate(features.action)}
-        self._cross_columns = np.array([features.action.index(n) for n in features.action_cross], dtype=np.intp)
-        self._memo: tuple[Features, Sequence[Features], CandidateRows] | None = None
+        self._prepared: tuple[Sequence[Features], CandidateSet] | None = None
         self._learn_memo: tuple[Sequence[LoggedReward], list[CandidateRows]] | None = None
 
     def shared_vector(self, shared: Features) -> Vector:
-        out = np.zeros(self.shared_dim)
-        index = self._shared_index
-        try:
-            positions = [index[name] for name in shared]
-        except KeyError as exc:
-            raise KeyError(f"unknown shared feature {exc.args[0]!r}") from None
-        out[positions] = list(shared.values())
-        return out
+        return self.features.shared_vector(shared)
 
     def action_matrix(self, actions: Sequence[Features]) -> Matrix:
-        out = np.zeros((len(actions), len(self._action_index)))
-        index = self._action_index
-        rows: list[int] = []
-        columns: list[int] = []
-        values: list[float] = []
-        try:
-            for row, features in enumerate(actions):
-                for name, value in features.items():
-                    columns.append(index[name])
-                    rows.append(row)
-                    values.append(value)
-        except KeyError as exc:
-            raise KeyError(f"unknown action feature {exc.args[0]!r}") from None
-        out[rows, columns] = values
-        return out
+        return self.features.action_matrix(actions)
+
+    def prepare(self, actions: Sequence[Features]) -> CandidateSet:
+        """Return `actions` as a `CandidateSet` of this layout's spec, featurizing them only if needed.
+
+        A one-entry memo keyed by the identity of the sequence (and holding
+        it) lets the live policy and its shadows featurize a plain list once;
+        callers must not mutate a candidate list after handing it over.
+        """
+        if isinstance(actions, CandidateSet) and (actions.spec is self.features or actions.spec == self.features):
+            return actions
+        memo = self._prepared
+        if memo is not None and memo[0] is actions:
+            return memo[1]
+        prepared = CandidateSet(self.features, actions)
+        self._prepared = (actions, prepared)
+        return prepared
+
+    def decision(self, shared: Features, actions: Sequence[Features]) -> DecisionRows:
+        """Return the rows of one decision, shared by every policy of this layout (memo on the candidate set)."""
+        prepared = self.prepare(actions)
+        remembered = prepared.memo(self, shared)
+        if isinstance(remembered, DecisionRows):
+            return remembered
+        rows = self._decision(shared, prepared)
+        prepared.remember(self, shared, rows)
+        return rows
+
+    def _decision(self, shared: Features, prepared: CandidateSet) -> DecisionRows:
+        s = self.features.shared_vector(shared)
+        if self.shared_weights:
+            used = np.flatnonzero(s)
+            columns = np.concatenate([used, self.features.shared_width + prepared.columns])
+            z = np.hstack([np.broadcast_to(s[used], (len(prepared), used.size)), prepared.z])
+        else:
+            columns, z = prepared.columns, prepared.z
+        scale = None
+        if self.features.normalize:
+            # |row|^2 = |a|^2 + (1 + |cross|^2) |s|^2, without forming the row; an all-zero row stays zero.
+            scale = prepared.cross_sq1 * float(s @ s)
+            scale += prepared.action_sq
+            np.maximum(scale, _TINY, out=scale)
+            np.sqrt(scale, out=scale)
+            np.divide(1.0, scale, out=scale)
+        return DecisionRows(layout=self, shared=s, columns=columns, z=z, scale=scale)
 
     def rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
-        """Return the candidate rows; the live policy and its shadows share one computation per decision.
-
-        The one-entry memo is keyed by the identity of the inputs and holds
-        them, so an id cannot be reused while it is cached; callers must not
-        mutate a context or candidate list after handing it over.
-        """
-        memo = self._memo
-        if memo is not None and memo[0] is shared and memo[1] is actions:
-            return memo[2]
-        rows = self._rows(shared, actions)
-        self._memo = (shared, actions, rows)
-        return rows
+        """Return the full candidate rows of one decision (the factored form `FactoredRidge` reads)."""
+        return self.decision(shared, actions).candidate_rows()
 
     def learn_rows(self, batch: Sequence[LoggedReward]) -> list[CandidateRows]:
         """Return the row of each example's chosen action; policies learning one batch share them.
 
-        A one-entry memo keyed by the batch's identity (and holding it), like `rows`.
+        A one-entry memo keyed by the batch's identity (and holding it), like `prepare`.
         """
         memo = self._learn_memo
         if memo is not None and memo[0] is batch:
@@ -455,7 +476,7 @@ class FeatureLayout:
     def _rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
         s = self.shared_vector(shared)
         a = self.action_matrix(actions)
-        cross = a[:, self._cross_columns]
+        cross = a[:, self.features.cross_columns]
         border = np.hstack([np.broadcast_to(s, (a.shape[0], s.size)), a]) if self.shared_weights else a
         if self.features.normalize:
             # |row|^2 = |s|^2 + |a|^2 + |cross|^2 |s|^2, without forming the row.
@@ -465,6 +486,45 @@ class FeatureLayout:
             border = border * scale[:, None]
             cross = cross * scale[:, None]
         return CandidateRows(shared=s, border=border, cross=cross)
+
+
+_TINY = 1e-300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionRows:
+    """The candidate vectors of one decision, compact: only the border columns some candidate uses.
+
+    Row k of `CandidateRows.border` is `scale[k] * z[k, :m]` on `columns`
+    (m of them) and zero elsewhere; its crossed coefficients are
+    `scale[k] * z[k, m:]`. A hashed namespace is wide and a candidate uses a
+    few of its positions, so scoring on `z` costs a fraction of the full rows.
+    """
+
+    layout: FeatureLayout
+    shared: Vector
+    columns: Indices
+    z: Matrix
+    scale: Vector | None
+    _full: list[CandidateRows] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.z.shape[0])
+
+    def candidate_rows(self) -> CandidateRows:
+        """Return the full rows (made once): what `FactoredRidge` and the dense model read."""
+        if self._full:
+            return self._full[0]
+        m = self.columns.size
+        border = np.zeros((len(self), self.layout.border_dim))
+        border[:, self.columns] = self.z[:, :m]
+        cross = np.array(self.z[:, m:])
+        if self.scale is not None:
+            border *= self.scale[:, None]
+            cross *= self.scale[:, None]
+        rows = CandidateRows(shared=self.shared, border=border, cross=cross)
+        self._full.append(rows)
+        return rows
 
 
 @functools.cache
@@ -659,6 +719,122 @@ class FactoredRidge:
 # -- the linear policies --------------------------------------------------------
 
 
+class RidgeReadout:
+    """Answers one decision's `DecisionRows` from a ridge model's state, read once per model state.
+
+    Every candidate vector of a decision is a linear map of its compact row
+    z = [used border columns, crossed coefficients]: x = L z, with L fixed
+    by the shared vector s. So the mean is z' w with w = L' theta, and
+    x' A^-1 x = z' Q z with Q = L' A^-1 L; both are formed once per decision,
+    and each candidate then costs O((used + blocks)^2) instead of the
+    O(dim^2) (dense) or O(border^2) (factored) of the model's own `width`.
+    The answers equal the model's (tested); its own methods stay the
+    reference. What depends only on the used columns is kept per column set.
+    """
+
+    def __init__(self, *, theta_border: Vector, border_inv: Matrix, theta_blocks: Matrix) -> None:
+        self.blocks, self.shared_dim = theta_blocks.shape
+        self._theta_border = theta_border
+        self._border_inv = border_inv
+        self._theta_blocks = theta_blocks
+        self._by_columns: dict[bytes, tuple[Vector, Matrix]] = {}
+
+    @staticmethod
+    def of(model: FactoredRidge) -> RidgeReadout:
+        """Read `model` (its factors, or its dense inverse once it has turned dense)."""
+        # The one place outside FactoredRidge that reads its state: keep it in step with the model's layout.
+        dense = model._dense
+        if dense is not None:
+            return _DenseReadout(dense, border=model._border_dim, blocks=model._blocks, shared=model._shared_dim)
+        return _FactoredReadout(model)
+
+    def border(self, columns: Indices) -> tuple[Vector, Matrix]:
+        """Return theta and the border block of A^-1 (S^-1 when factored) on `columns`."""
+        key = columns.tobytes()
+        found = self._by_columns.get(key)
+        if found is None:
+            if len(self._by_columns) >= _COLUMN_SETS:
+                self._by_columns.clear()
+            found = (self._theta_border[columns], self._border_inv[columns[:, None], columns])
+            self._by_columns[key] = found
+        return found
+
+    def weights(self, rows: DecisionRows) -> Vector:
+        """Return w with `z @ w` the unscaled mean of every row."""
+        theta, _ = self.border(rows.columns)
+        weights: Vector = np.concatenate((theta, self._theta_blocks @ rows.shared))
+        return weights
+
+    def form(self, rows: DecisionRows) -> Matrix:
+        """Return Q with `z_k' Q z_k` the unscaled x' A^-1 x of row k."""
+        raise NotImplementedError
+
+
+# Column sets a readout keeps its border blocks for (a recommender's candidates use one or a few).
+_COLUMN_SETS = 16
+
+
+class _FactoredReadout(RidgeReadout):
+    """Q from `FactoredRidge`'s factors. With G = [E_1 s ... E_c s] and q_j = s' D_j^-1 s, a row with
+    border b and crossed c has x' A^-1 x = (b - G c)' S^-1 (b - G c) + sum_j c_j^2 q_j, so
+    Q = [[S^-1, -S^-1 G], [-G' S^-1, G' S^-1 G + diag(q)]] on the used border columns."""
+
+    def __init__(self, model: FactoredRidge) -> None:
+        model._refresh()
+        db, c, ds = model._border_dim, model._blocks, model._shared_dim
+        super().__init__(
+            theta_border=model._theta_border, border_inv=model._schur_inv, theta_blocks=model._theta_blocks
+        )
+        self._schur_inv = model._schur_inv
+        self._e = model._e.reshape(db, c, ds)
+        self._block_inv = model._block_inv.reshape(c * ds, ds)
+
+    def form(self, rows: DecisionRows) -> Matrix:
+        s, columns, c = rows.shared, rows.columns, self.blocks
+        _, inv = self.border(columns)
+        m = columns.size
+        g = self._e @ s
+        sg = self._schur_inv @ g
+        lower = g.T @ sg
+        lower.ravel()[:: c + 1] += (self._block_inv @ s).reshape(c, self.shared_dim) @ s
+        q = np.empty((m + c, m + c))
+        q[:m, :m] = inv
+        np.negative(sg[columns], out=q[:m, m:])
+        q[m:, :m] = q[:m, m:].T
+        q[m:, m:] = lower
+        return q
+
+
+class _DenseReadout(RidgeReadout):
+    """Q = L' A^-1 L from a dense inverse, with L = blockdiag(used border columns, I_blocks (x) s)."""
+
+    def __init__(self, model: RidgeModel, *, border: int, blocks: int, shared: int) -> None:
+        super().__init__(
+            theta_border=model.theta[:border],
+            border_inv=model.a_inv[:border, :border],
+            theta_blocks=model.theta[border:].reshape(blocks, shared),
+        )
+        self._border = border
+        # Contiguous, so that one matrix-vector product per decision contracts every block with s.
+        self._crossed = np.ascontiguousarray(model.a_inv[:, border:]).reshape(-1, shared)
+
+    def form(self, rows: DecisionRows) -> Matrix:
+        s, columns, c = rows.shared, rows.columns, self.blocks
+        _, inv = self.border(columns)
+        m = columns.size
+        t = (self._crossed @ s).reshape(-1, c)  # A^-1 times the crossed columns of L
+        q = np.empty((m + c, m + c))
+        q[:m, :m] = inv
+        q[:m, m:] = t[columns]
+        q[m:, :m] = q[:m, m:].T
+        q[m:, m:] = s @ t[self._border :].reshape(c, s.size, c)
+        return q
+
+
+# The width of the chosen candidate, computed only once the pick is known.
+WidthAt = Callable[[int], float]
+
+
 class _LinearPolicy:
     """Shared plumbing of policies built on one ridge model over candidate vectors."""
 
@@ -668,32 +844,77 @@ class _LinearPolicy:
         self.features = features
         self.layout = layout_for(features, shared_weights=shared_weights)
         self.model = FactoredRidge(self.layout, ridge)
+        # What pick reads of the model, and the model state it was read from (learn and load_state move on).
+        self._state = 0
+        self._readout: tuple[int, RidgeReadout] | None = None
 
     @property
     def version(self) -> int:
         return self.model.n
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        """Return the exploring probabilities and, when computed on the way, the widths."""
+    def readout(self) -> RidgeReadout:
+        """Return what pick reads of the model, for its current state."""
+        cached = self._readout
+        if cached is not None and cached[0] == self._state:
+            return cached[1]
+        state = self._state
+        readout = RidgeReadout.of(self.model)
+        self._readout = (state, readout)
+        return readout
+
+    def _mean(self, rows: DecisionRows) -> Vector:
+        mean: Vector = rows.z @ self.readout().weights(rows)
+        if rows.scale is not None:
+            mean *= rows.scale
+        return mean
+
+    def _optimistic(self, rows: DecisionRows, alpha: float) -> tuple[Vector, WidthAt]:
+        """Return mean + alpha * width of every row, and the width of any one row."""
+        readout = self.readout()
+        z = rows.z
+        root = np.vecdot(z @ readout.form(rows), z)
+        np.maximum(root, 0.0, out=root)
+        np.sqrt(root, out=root)
+        scores: Vector = z @ readout.weights(rows)
+        scores += alpha * root
+        scale = rows.scale
+        if scale is None:
+            return scores, lambda index: float(root[index])
+        scores *= scale
+        return scores, lambda index: float(root[index] * scale[index])
+
+    def _covariance(self, rows: DecisionRows) -> Matrix:
+        z = rows.z if rows.scale is None else rows.z * rows.scale[:, None]
+        covariance: Matrix = z @ self.readout().form(rows) @ z.T
+        return covariance
+
+    def _width_of(self, rows: DecisionRows, index: int) -> float:
+        z = rows.z[index]
+        width = float(np.sqrt(max(float(z @ self.readout().form(rows) @ z), 0.0)))
+        return width if rows.scale is None else width * float(rows.scale[index])
+
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        """Return the exploring probabilities and, when computed on the way, the width of any row."""
         raise NotImplementedError
 
     def pick(
         self, *, context: Features, candidates: Sequence[Features], rng: np.random.Generator, explore: bool = True
     ) -> Decision:
         require_candidates(candidates)
-        rows = self.layout.rows(context, candidates)
-        widths: Vector | None = None
+        rows = self.layout.decision(context, candidates)
+        width_at: WidthAt | None = None
         if explore:
-            probabilities, widths = self._explore(rows, rng)
+            probabilities, width_at = self._explore(rows, rng)
         else:
-            probabilities = argmax_share(self.model.mean(rows))
+            probabilities = argmax_share(self._mean(rows))
         index = sample_index(probabilities, rng)
-        width = float(self.model.width(rows.select(index))[0] if widths is None else widths[index])
+        width = self._width_of(rows, index) if width_at is None else width_at(index)
         return Decision(
             index=index, probabilities=tuple(probabilities.tolist()), confidence=1.0 / (1.0 + width), explored=explore
         )
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
+        self._state += 1
         for rows, example in zip(self.layout.learn_rows(batch), batch, strict=True):
             self.model.update(rows, example.reward)
 
@@ -701,6 +922,7 @@ class _LinearPolicy:
         return self.model.to_bytes()
 
     def load_state(self, data: bytes) -> None:
+        self._state += 1
         self.model.load(data)
 
 
@@ -711,8 +933,8 @@ class EpsilonGreedyPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        return mix_with_uniform(argmax_share(self.model.mean(rows)), self.spec.epsilon), None
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        return argmax_with_floor(self._mean(rows), self.spec.epsilon), None
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -725,10 +947,9 @@ class LinUCBPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        widths = self.model.width(rows)
-        greedy = argmax_share(self.model.mean(rows) + self.spec.alpha * widths)
-        return mix_with_uniform(greedy, self.spec.floor), widths
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        scores, width_at = self._optimistic(rows, self.spec.alpha)
+        return argmax_with_floor(scores, self.spec.floor), width_at
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -741,9 +962,9 @@ class LinearTSPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        mean = self.model.mean(rows)
-        covariance = self.model.covariance(rows)
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        mean = self._mean(rows)
+        covariance = self._covariance(rows)
         # Sampling theta ~ N(theta_hat, v^2 A^-1) and scoring the candidates is the same as sampling the
         # scores ~ N(X theta_hat, v^2 X A^-1 X'): k x k instead of dim x dim.
         eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (covariance + covariance.T))
@@ -755,7 +976,7 @@ class LinearTSPolicy(_LinearPolicy):
         else:  # a draw whose best score is tied (identical candidates) counts for each of them equally
             wins = (best / best.sum(axis=0)).sum(axis=1) / self.spec.draws
         widths = np.sqrt(np.maximum(np.diag(covariance), 0.0))
-        return mix_with_uniform(wins, self.spec.floor), widths
+        return mix_with_uniform(wins, self.spec.floor), lambda index: float(widths[index])
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -779,10 +1000,9 @@ class RidgeIGWPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        widths = self.model.width(rows)
-        scores = self.model.mean(rows) + self.spec.alpha * widths
-        return mix_with_uniform(inverse_gap_weights(scores, self.spec.gamma), self.spec.floor), widths
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        scores, width_at = self._optimistic(rows, self.spec.alpha)
+        return mix_with_uniform(inverse_gap_weights(scores, self.spec.gamma), self.spec.floor), width_at
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tipwise.ml.serving import (
+    CandidateSet,
     Decision,
     EpsilonGreedyPolicy,
     EpsilonGreedySpec,
@@ -23,17 +24,20 @@ from tipwise.ml.serving import (
     UniformPolicy,
     UniformSpec,
     build_policy,
+    collision_free_seed,
     spec_from_dict,
 )
 from tipwise.ml.serving.policies import (
     SPEC_TYPES,
     CandidateRows,
+    DecisionRows,
     FactoredRidge,
     FeatureLayout,
     LinearTSPolicy,
     LinearTSSpec,
     RidgeIGWPolicy,
     RidgeIGWSpec,
+    RidgeReadout,
     VWCbAdfSpec,
     inverse_gap_weights,
 )
@@ -572,3 +576,135 @@ class TestFactoredRidge:
         assert model.mean(rows).tolist() == [0.0]
         # x = [shared (1, 0, 0), action c0 = 1, c0 (x) shared = (1, 0, 0)]: |x|^2 = 3, so width = sqrt(3 / 4).
         np.testing.assert_allclose(model.width(rows), [np.sqrt(0.75)])
+
+
+def hashed_rows_spec(normalize: bool) -> FeatureSpec:
+    return FeatureSpec(
+        name="random-hashed/v1",
+        shared=("s0", "s1", "s2"),
+        action=("c0", "c1", "c2", "effort"),
+        action_cross=("c0", "c1", "c2"),
+        normalize=normalize,
+        shared_bits=3,
+        action_bits=4,
+        seed=HASHED_SEED,
+    )
+
+
+HASHED_SEED = collision_free_seed(
+    FeatureSpec(name="s", shared=("s0", "s1", "s2"), action=("c0", "c1", "c2", "effort"), shared_bits=3, action_bits=4)
+)
+
+
+def assert_readout_answers_like_the_model(model: FactoredRidge, rows: DecisionRows) -> None:
+    readout = RidgeReadout.of(model)
+    full = rows.candidate_rows()
+    scale = np.ones(len(rows)) if rows.scale is None else rows.scale
+    z = rows.z * scale[:, None]
+    np.testing.assert_allclose(z @ readout.weights(rows), model.mean(full), atol=1e-12)
+    np.testing.assert_allclose(z @ readout.form(rows) @ z.T, model.covariance(full), atol=1e-12)
+
+
+class TestRidgeReadout:
+    @pytest.mark.parametrize("hashed", [False, True], ids=["declared", "hashed"])
+    @pytest.mark.parametrize("shared_weights", [False, True])
+    @pytest.mark.parametrize("normalize", [False, True])
+    @pytest.mark.parametrize("crossed", [1, 2], ids=["factored", "dense"])
+    def test_answers_equal_the_models_own(
+        self, hashed: bool, shared_weights: bool, normalize: bool, crossed: int
+    ) -> None:
+        spec = hashed_rows_spec(normalize) if hashed else random_rows_spec(normalize)
+        layout = FeatureLayout(spec, shared_weights=shared_weights)
+        model = FactoredRidge(layout, 0.7)
+        rng = np.random.default_rng(11)
+        for _ in range(30):
+            context = random_context(rng)
+            rows = layout.decision(context, random_candidates(rng, 5, crossed=int(rng.integers(0, crossed + 1))))
+            assert_readout_answers_like_the_model(model, rows)
+            model.update(layout.rows(context, random_candidates(rng, 1, crossed=crossed)), float(rng.normal()))
+
+        assert model.is_dense == (crossed == 2)
+
+    def test_candidates_using_no_border_column_are_answered_too(self) -> None:
+        layout = FeatureLayout(random_rows_spec(True), shared_weights=False)
+        model = FactoredRidge(layout, 1.0)
+        rng = np.random.default_rng(12)
+        for _ in range(5):
+            model.update(layout.rows(random_context(rng), random_candidates(rng, 1)), 1.0)
+
+        rows = layout.decision(random_context(rng), [{}, {}])
+
+        assert rows.columns.size == 0
+        assert_readout_answers_like_the_model(model, rows)
+
+
+LINEAR_SPECS: dict[str, PolicySpec] = {
+    "epsilon_greedy": EpsilonGreedySpec(epsilon=0.2),
+    "linucb": LinUCBSpec(alpha=0.5, floor=0.1),
+    "linear_ts": LinearTSSpec(scale=0.3, floor=0.1, draws=50),
+    "ridge_igw": RidgeIGWSpec(gamma=50.0, alpha=0.1, floor=0.1),
+}
+
+
+class TestPreparedCandidates:
+    @pytest.mark.parametrize("name", sorted(LINEAR_SPECS))
+    @pytest.mark.parametrize("explore", [True, False])
+    def test_a_candidate_set_decides_exactly_like_the_plain_features(self, name: str, explore: bool) -> None:
+        spec = hashed_rows_spec(True)
+        rng = np.random.default_rng(13)
+        batch = [
+            LoggedReward(
+                shared=random_context(rng), action=random_candidates(rng, 1)[0], propensity=0.5, reward=float(r)
+            )
+            for r in rng.random(30) < 0.4
+        ]
+        policy = build_policy(LINEAR_SPECS[name], features=spec)
+        policy.learn(batch)
+        for seed in range(10):
+            context, candidates = random_context(rng), random_candidates(rng, 6)
+            prepared = CandidateSet(spec, candidates)
+
+            from_features = policy.pick(
+                context=context, candidates=candidates, rng=np.random.default_rng(seed), explore=explore
+            )
+            from_set = policy.pick(
+                context=dict(context), candidates=prepared, rng=np.random.default_rng(seed), explore=explore
+            )
+
+            assert from_set == from_features
+
+    def test_a_set_prepared_for_another_spec_is_featurized_again(self) -> None:
+        policy = LinUCBPolicy(LinUCBSpec(), features=SPEC)
+        other = FeatureSpec(name="other/v1", shared=("bias",), action=("a1", "a0", "a2"), action_cross=("a1",))
+
+        picked = policy.pick(context=CONTEXT, candidates=CandidateSet(other, CANDIDATES), rng=np.random.default_rng(1))
+        plain = policy.pick(context=CONTEXT, candidates=list(CANDIDATES), rng=np.random.default_rng(1))
+
+        assert picked == plain
+
+    def test_pick_reads_the_model_state_after_learning_and_loading(self) -> None:
+        policy = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=SPEC)
+        assert pick(policy, 0).probabilities == (1 / 3, 1 / 3, 1 / 3)
+
+        policy.learn(rewarding_batch())
+        learned = pick(policy, 0).probabilities
+        fresh = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=SPEC)
+        pick(fresh, 0)
+        fresh.load_state(policy.state_bytes())
+
+        assert learned[BEST] == 1.0
+        assert pick(fresh, 0).probabilities == learned
+
+    def test_a_hashed_spec_learns_and_picks_on_features_it_does_not_declare(self) -> None:
+        spec = hashed_rows_spec(False)
+        policy = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=spec)
+        context = {"s0": 1.0, "calendar_busy": 1.0}
+        candidates: list[Features] = [{"c0": 1.0, "new_kind": 1.0}, {"c1": 1.0}]
+        batch = [LoggedReward(shared=context, action=candidates[0], propensity=0.5, reward=1.0)] * 5
+
+        policy.learn(batch)
+
+        assert policy.pick(context=context, candidates=candidates, rng=np.random.default_rng(0)).probabilities == (
+            1.0,
+            0.0,
+        )
