@@ -43,8 +43,9 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=container.metrics)
 
     principal = auth.principal_dependency(container.auth)
-    app.include_router(auth.build_router(container.auth))
+    # First: FastAPI tries the routes in order, a few microseconds each, and decisions are the hot path.
     app.include_router(recommender.build_router(container.recommender, principal))
+    app.include_router(auth.build_router(container.auth))
     app.include_router(profile.build_router(container.profile, principal))
     app.include_router(integrations.build_router(container.integrations, principal))
     app.include_router(privacy.build_router(container.privacy, container.auth, principal))

@@ -1,11 +1,13 @@
 """HTTP routes of the auth module and the bearer-token dependency for every other route."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from starlette.concurrency import run_in_threadpool
 
 from tipwise.auth.contracts import AccountOut, Principal, RegisterRequest, SessionOut, TokenOut
 from tipwise.auth.facade import AuthFacade
@@ -19,13 +21,21 @@ PUBLIC_ROUTES = frozenset({"/v1/auth/register", TOKEN_URL, REFRESH_URL})
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, refreshUrl=REFRESH_URL, auto_error=False)
 
 
-def principal_dependency(facade: AuthFacade) -> Callable[[str | None], Principal]:
-    """Return a dependency that resolves the caller from `Authorization: Bearer ...`."""
+def principal_dependency(facade: AuthFacade) -> Callable[[str | None], Awaitable[Principal]]:
+    """Return a dependency that resolves the caller from `Authorization: Bearer ...`.
 
-    def current_principal(token: Annotated[str | None, Depends(_bearer)]) -> Principal:
+    It runs on the event loop: a session in this process's cache is resolved there, and only a
+    lookup in the database goes to the thread pool (a hop on every request costs more than
+    checking the token).
+    """
+
+    async def current_principal(token: Annotated[str | None, Depends(_bearer)]) -> Principal:
         if not token:
             raise Unauthorized("this endpoint needs a bearer token from POST /v1/auth/token")
-        return facade.verify_token(token=token)
+        principal = facade.cached_principal(token=token)
+        if principal is None:
+            principal = await run_in_threadpool(partial(facade.verify_token, token=token))
+        return principal
 
     return current_principal
 

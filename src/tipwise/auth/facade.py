@@ -229,6 +229,22 @@ class AuthFacade:
             raise Unauthorized(SESSION_ENDED)
         return principal
 
+    def cached_principal(self, *, token: str) -> Principal | None:
+        """Return the principal of a bearer token from this process's session cache; None: ask `verify_token`.
+
+        Reads no database, so the event loop may call it. Raises `Unauthorized` like
+        `verify_token` for a bad token or a session known to have ended.
+        """
+        claimed = self._tokens.verify(token)
+        if not claimed.session_id:
+            raise Unauthorized(SESSION_ENDED)
+        hit, live = self._cache.get(claimed.session_id, now=self._clock.now())
+        if not hit:
+            return None
+        if live is None or live.principal.user_id != claimed.user_id:
+            raise Unauthorized(SESSION_ENDED)
+        return live.principal
+
     def session_principal(self, *, session_id: UUID) -> Principal | None:
         """Return who is signed in through this session, or None when it is unknown, revoked or expired."""
         now = self._clock.now()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -24,7 +25,7 @@ from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -81,10 +82,24 @@ def forget(subjects: Iterable[str]) -> None:
         _cache.forget(subject)
 
 
+_KEY_OF = select(DataKeyRow.key).where(DataKeyRow.subject == bindparam("subject"))
+
+
 def key_for(session: Session, subject: str, *, now: datetime) -> bytes:
-    """Return the data key of `subject`, creating it in the caller's transaction when it has none."""
-    existing = session.scalar(select(DataKeyRow.key).where(DataKeyRow.subject == subject))
+    """Return the data key of `subject`, creating it in the caller's transaction when it has none.
+
+    A key read from the database was committed, so it is cached (it is on every decision's path);
+    a key this transaction creates is not, as the transaction may yet roll back. A cached key
+    that an erasure in another process deleted seals payloads nobody can open any more: the
+    same as shredded, as they should be.
+    """
+    database = _database(session)
+    cached = _cache.get(database, subject)
+    if cached is not None:
+        return cached
+    existing = session.scalar(_KEY_OF, {"subject": subject})
     if existing is not None:
+        _cache.put(database, subject, existing)
         return existing
     values = {"subject": subject, "key": AESGCM.generate_key(bit_length=KEY_BYTES * 8), "created_at": now}
     dialect = session.get_bind().dialect.name
@@ -150,7 +165,14 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
 
 
 def _database(session: Session) -> str:
-    return session.get_bind().engine.url.render_as_string(hide_password=True)
+    engine = session.get_bind().engine
+    name = _names.get(engine)
+    if name is None:
+        name = _names[engine] = engine.url.render_as_string(hide_password=True)
+    return name
+
+
+_names: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def erase(session: Session, subject: str) -> int:

@@ -56,6 +56,14 @@ class ProfileFacade:
         with self._db.read() as session:
             return service.consents(session, user_id)
 
+    def granted(self, *, user_id: UUID) -> frozenset[Purpose]:
+        """Return the purposes the person grants now; read afresh every time, like `consents`, but cheaper.
+
+        Decisions call this: one indexed Core read, no ORM objects.
+        """
+        with self._db.read_connection() as connection:
+            return service.granted(connection, user_id)
+
     def allows(self, *, user_id: UUID, purpose: Purpose) -> bool:
         """Return whether the person currently grants `purpose` (the `ConsentPort` connectors call)."""
         return self.consents(user_id=user_id).allows(purpose)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from tipwise.profile.models import ConsentRow, PreferencesRow
@@ -21,6 +21,20 @@ def add(session: Session, row: PreferencesRow) -> None:
 def consent_ledger(session: Session, user_id: UUID) -> list[ConsentRow]:
     """Return the person's consent ledger, oldest first."""
     return list(session.scalars(select(ConsentRow).where(ConsentRow.user_id == user_id).order_by(ConsentRow.id)))
+
+
+# Read on every decision: built once, Core rows, no ORM objects.
+_GRANTS = (
+    select(ConsentRow.purpose, ConsentRow.granted)
+    .where(ConsentRow.user_id == bindparam("user_id"))
+    .order_by(ConsentRow.id)
+)
+
+
+def grants(connection: Connection | Session, user_id: UUID) -> list[tuple[str, bool]]:
+    """Return the person's ledger as (purpose, granted) pairs, oldest first."""
+    rows = connection.execute(_GRANTS, {"user_id": user_id})
+    return [(purpose, granted) for purpose, granted in rows]
 
 
 def append_consent(session: Session, row: ConsentRow) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from sqlalchemy import Connection
+
 from tipwise import events
 from tipwise.advice import Category
 from tipwise.kernel.db import ReadSession, WriteSession
@@ -116,6 +118,12 @@ def _dto(row: PreferencesRow) -> Preferences:
 
 def consents(session: ReadSession | WriteSession, user_id: UUID) -> Consents:
     return Consents(user_id=user_id, ledger=tuple(_entry(row) for row in repository.consent_ledger(session, user_id)))
+
+
+def granted(connection: Connection | ReadSession, user_id: UUID) -> frozenset[Purpose]:
+    """Return the purposes the person grants now: the latest ledger line per purpose wins."""
+    latest = dict(repository.grants(connection, user_id))
+    return frozenset(Purpose(purpose) for purpose, yes in latest.items() if yes)
 
 
 def record_consents(

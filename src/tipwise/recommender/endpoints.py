@@ -20,12 +20,15 @@ def build_router(facade: RecommenderFacade, principal: Callable[..., Any]) -> AP
         response_model=NextTipOut,
         responses={204: {"description": "No tip is eligible right now."}},
     )
-    def next_tip(
+    async def next_tip(
         user: CurrentUser, response: Response, body: Annotated[NextTipRequest | None, Body()] = None
     ) -> NextTipOut | Response:
         """Decide the tip to show now (`204` when no tip is eligible)."""
         request = body or NextTipRequest()
-        decision = facade.next_tip(user_id=user.user_id, explore=request.explore, allow_nothing=request.allow_nothing)
+        # Async: decisions share group commits instead of each waiting in a thread for the write lock.
+        decision = await facade.next_tip_async(
+            user_id=user.user_id, explore=request.explore, allow_nothing=request.allow_nothing
+        )
         if decision is None:
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         return decision

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tipwise.advice import AdviceFacade
 from tipwise.kernel.clock import Clock
-from tipwise.kernel.db import Database
+from tipwise.kernel.db import Database, WriterBusy, WriteSession
+from tipwise.kernel.logging import get_logger
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.serving import Scorer
-from tipwise.profile import ProfileFacade, Purpose
+from tipwise.profile import Preferences, ProfileFacade, Purpose
 from tipwise.recommender import service
 from tipwise.recommender.contracts import FeedbackOut, FeedbackRequest, HistoryPage, LoggedDecision, NextTipOut
+from tipwise.recommender.domain.candidates import PastShow
 from tipwise.recommender.domain.features import FeatureAssembler
 from tipwise.recommender.settings import RecommenderSettings
+
+log = get_logger(__name__)
 
 SEED_BITS = 63
 # What a person must grant for the learner to learn from their reactions.
 LEARNING_PURPOSES = frozenset({Purpose.PERSONALIZATION, Purpose.MODEL_TRAINING})
+# The most decisions one group commit records in one transaction.
+MAX_GROUP = 64
+# How soon a group commit tries again when another writer of this process holds the lock.
+BUSY_RETRY_SECONDS = 0.002
 
 
 # How far around the decision the calendar's busy intervals are read (the features look 4 hours ahead).
@@ -40,6 +51,26 @@ class CalendarPort(Protocol):
 
 def random_seed() -> int:
     return secrets.randbits(SEED_BITS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pending:
+    """A planned decision waiting to be recorded, with what a re-plan under the write lock needs."""
+
+    plan: service.Plan
+    prefs: Preferences
+    purposes: frozenset[Purpose]
+    explore: bool
+    allow_nothing: bool
+    busy: Sequence[tuple[datetime, datetime]] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Recorded:
+    user_id: UUID
+    decision: NextTipOut | None
+    show: PastShow | None
+    replanned: bool
 
 
 class RecommenderFacade:
@@ -74,6 +105,9 @@ class RecommenderFacade:
             history_window=timedelta(days=settings.history_days),
             assembler=FeatureAssembler(),
         )
+        self._history = service.HistoryCache(seconds=settings.history_cache_seconds)
+        # One group commit per event loop: a loop's futures must only be touched from that loop.
+        self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
 
     def next_tip(self, *, user_id: UUID, explore: bool = True, allow_nothing: bool = False) -> NextTipOut | None:
         """Decide the tip to show now; None when no tip is eligible.
@@ -81,48 +115,118 @@ class RecommenderFacade:
         With `allow_nothing` the policy may also choose to send nothing: the
         answer then has no tip, and the choice is logged and learned like any other.
         """
+        pending = self._plan(user_id=user_id, explore=explore, allow_nothing=allow_nothing)
+        if pending is None:
+            return None
+        with self._db.write() as session:
+            recorded = self._record(session, pending)
+        return self._committed([recorded])[0]
+
+    async def next_tip_async(
+        self, *, user_id: UUID, explore: bool = True, allow_nothing: bool = False
+    ) -> NextTipOut | None:
+        """`next_tip` for the event loop; on SQLite, decisions made together share one transaction.
+
+        On SQLite the loop plans and records itself: the database is a local file, and a thread
+        per request spends more on handing the GIL and the single write lock around than on the
+        work (measured in `tipwise bench http`). Each decision is queued for a group commit that
+        runs once the loop has taken up every request already waiting, so many decisions share
+        one write transaction; each caller is answered only after that transaction committed.
+        Other databases take concurrent writers: there each decision runs in a thread.
+        """
+        if not self._db.is_sqlite:
+            return await asyncio.to_thread(self.next_tip, user_id=user_id, explore=explore, allow_nothing=allow_nothing)
+        pending = self._plan(user_id=user_id, explore=explore, allow_nothing=allow_nothing)
+        if pending is None:
+            return None
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(loop)
+        if group is None:
+            group = self._groups[loop] = _GroupCommit(record=self._record_group)
+        return await group.submit(pending)
+
+    def _plan(self, *, user_id: UUID, explore: bool, allow_nothing: bool) -> _Pending | None:
         prefs = self._profile.preferences(user_id=user_id)
-        purposes = self._profile.consents(user_id=user_id).granted
+        # Never cached: a withdrawal takes effect at the very next decision.
+        purposes = self._profile.granted(user_id=user_id)
         now = self._clock.now()
         busy = None
         # Purpose binding: the calendar is not even read without the consent to calendar signals.
         if self._calendar is not None and Purpose.CALENDAR_SIGNALS in purposes:
             busy = self._calendar.busy_intervals(user_id=user_id, start=now, end=now + CALENDAR_WINDOW)
-        # Decide in a read transaction; hold the write lock only to record the decision.
-        with self._db.read() as session:
-            plan = self._decisions.plan(
-                session,
-                prefs=prefs,
-                purposes=purposes,
-                now=now,
-                seed=self._seeds(),
-                explore=explore,
-                allow_nothing=allow_nothing,
-                busy=busy,
-            )
+        history = self._history.get(user_id)
+        if history is None:
+            generation = self._history.generation(user_id)
+            with self._db.read_connection() as connection:
+                history = self._decisions.history_since(connection, user_id=user_id, now=now)
+            self._history.put(user_id, history, generation=generation)
+        else:
+            history = self._decisions.in_window(history, now=now)
+        plan = self._decisions.plan(
+            prefs=prefs,
+            purposes=purposes,
+            now=now,
+            seed=self._seeds(),
+            explore=explore,
+            allow_nothing=allow_nothing,
+            busy=busy,
+            history=history,
+        )
         if plan is None:
             self._metrics.empty_decisions.inc()
             return None
-        with self._db.write() as session:
-            if not self._decisions.still_eligible(session, plan):
-                # Rare: a concurrent decision or reaction got there first; plan again under the lock.
-                plan = self._decisions.plan(
-                    session,
-                    prefs=prefs,
-                    purposes=purposes,
-                    now=plan.now,
-                    seed=plan.seed,
-                    explore=explore,
-                    allow_nothing=allow_nothing,
-                    busy=busy,
-                )
-            decision = self._decisions.record(session, plan) if plan is not None else None
-        if decision is None:
-            self._metrics.empty_decisions.inc()
-            return None
-        self._metrics.decisions.labels(policy=decision.policy).inc()
-        self._on_commit()
-        return decision
+        return _Pending(
+            plan=plan, prefs=prefs, purposes=purposes, explore=explore, allow_nothing=allow_nothing, busy=busy
+        )
+
+    def _record(self, session: WriteSession, pending: _Pending) -> _Recorded:
+        """Record a plan in the caller's write transaction, planning afresh if it was overtaken."""
+        plan: service.Plan | None = pending.plan
+        replanned = False
+        if plan is not None and not self._decisions.still_eligible(session, plan):
+            # Rare: a concurrent decision or reaction got there first; plan again under the lock.
+            replanned = True
+            plan = self._decisions.plan(
+                session,
+                prefs=pending.prefs,
+                purposes=pending.purposes,
+                now=plan.now,
+                seed=plan.seed,
+                explore=pending.explore,
+                allow_nothing=pending.allow_nothing,
+                busy=pending.busy,
+            )
+        if plan is None:
+            return _Recorded(user_id=pending.plan.user_id, decision=None, show=None, replanned=replanned)
+        decision = self._decisions.record(session, plan)
+        show = (
+            PastShow(tip_id=plan.chosen.id, category=plan.chosen.category, decided_at=plan.now)
+            if plan.chosen is not None
+            else None
+        )
+        return _Recorded(user_id=pending.plan.user_id, decision=decision, show=show, replanned=replanned)
+
+    def _record_group(self, group: list[_Pending], *, wait: bool = True) -> list[NextTipOut | None]:
+        with self._db.write(wait=wait) as session:
+            recorded = [self._record(session, pending) for pending in group]
+        return self._committed(recorded)
+
+    def _committed(self, recorded: list[_Recorded]) -> list[NextTipOut | None]:
+        """Bring the history cache and the metrics up to date with decisions just committed."""
+        for item in recorded:
+            decision = item.decision
+            if decision is None:
+                self._metrics.empty_decisions.inc()
+                continue
+            user_id = item.user_id
+            if item.replanned or item.show is None:
+                self._history.forget(user_id)
+            else:
+                self._history.shown(user_id, item.show)
+            self._metrics.decisions.labels(policy=decision.policy).inc()
+        if any(item.decision is not None for item in recorded):
+            self._on_commit()
+        return [item.decision for item in recorded]
 
     def record_feedback(self, *, user_id: UUID, request: FeedbackRequest) -> FeedbackOut:
         """Record a reaction (idempotent by key); raises NotFound or Conflict."""
@@ -138,6 +242,7 @@ class RecommenderFacade:
                 result = service.record_feedback(
                     session, user_id=user_id, request=request, now=self._clock.now(), learnable=learnable
                 )
+        self._history.forget(user_id)
         self._on_commit()
         return result
 
@@ -149,3 +254,67 @@ class RecommenderFacade:
     def history(self, *, user_id: UUID, limit: int = 20, cursor: str | None = None) -> HistoryPage:
         with self._db.read() as session:
             return service.history(session, user_id=user_id, advice=self._advice, limit=limit, cursor=cursor)
+
+
+class _GroupCommit:
+    """Records the decisions queued on one event loop, all those waiting (up to `MAX_GROUP`) in one transaction.
+
+    A group runs as soon as the loop has run the callbacks already ready, that is once every
+    request that was waiting has been planned and queued. A future resolves only after the
+    transaction holding its decision committed, so an answer never names a decision that a
+    crash could lose. When a group fails for another reason than the database, each of its
+    decisions is tried again in a transaction of its own, so one bad decision cannot fail the others.
+    """
+
+    def __init__(self, *, record: Callable[..., list[NextTipOut | None]]) -> None:
+        self._record = record
+        self._queue: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]] = []
+        self._scheduled = False
+
+    def submit(self, pending: _Pending) -> asyncio.Future[NextTipOut | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[NextTipOut | None] = loop.create_future()
+        self._queue.append((pending, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        # A caller that went away (its request was cancelled) gets no decision recorded.
+        self._queue = [(pending, future) for pending, future in self._queue if not future.done()]
+        group = self._queue[:MAX_GROUP]
+        try:
+            self._commit(group, wait=False)
+        except WriterBusy:
+            # Another writer of this process (the relay, the learner) holds the lock: serve other
+            # requests meanwhile, and try again shortly with what has queued up by then.
+            loop.call_later(BUSY_RETRY_SECONDS, self._flush)
+            return
+        self._queue = self._queue[len(group) :]
+        if self._queue:
+            loop.call_soon(self._flush)
+        else:
+            self._scheduled = False
+
+    def _commit(self, group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]], *, wait: bool = True) -> None:
+        if not group:
+            return
+        try:
+            decisions = self._record([pending for pending, _ in group], wait=wait)
+        except WriterBusy:
+            raise
+        except Exception as exc:
+            if len(group) == 1 or isinstance(exc, DBAPIError):
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
+            for item in group:
+                self._commit([item])
+            return
+        for (_, future), decision in zip(group, decisions, strict=True):
+            if not future.done():
+                future.set_result(decision)

@@ -36,7 +36,12 @@ class TipInstanceRow(Base):
     reaction: Mapped[str | None] = mapped_column(String(16))
     reacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_recommender_tip_instance_user_decided", "user_id", "decided_at"),)
+    __table_args__ = (
+        Index("ix_recommender_tip_instance_user_decided", "user_id", "decided_at"),
+        # The re-check before recording reads one person's shows of one tip: without this index it
+        # reads every decision row of the person (each one a page or more, with its snapshot).
+        Index("ix_recommender_tip_instance_user_tip", "user_id", "tip_id"),
+    )
 
 
 class FeedbackRow(Base):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select
+from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipwise.advice import Category
@@ -14,30 +16,41 @@ from tipwise.recommender.domain.features import SEND_NOTHING
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.models import FeedbackRow, TipInstanceRow
 
+# The two reads of every decision are built once, with bound parameters: building a statement
+# from ORM attributes costs more than running it on SQLite.
+_SHOW_COLUMNS = (
+    TipInstanceRow.tip_id,
+    TipInstanceRow.category,
+    TipInstanceRow.decided_at,
+    TipInstanceRow.reaction,
+    TipInstanceRow.reacted_at,
+)
+_HISTORY_SINCE = select(*_SHOW_COLUMNS).where(
+    TipInstanceRow.user_id == bindparam("user_id"),
+    TipInstanceRow.tip_id != SEND_NOTHING,
+    or_(TipInstanceRow.decided_at >= bindparam("since"), TipInstanceRow.reaction == Reaction.NOT_FOR_ME.value),
+)
+_SHOWS_OF = select(*_SHOW_COLUMNS).where(
+    TipInstanceRow.user_id == bindparam("user_id"), TipInstanceRow.tip_id == bindparam("tip_id")
+)
 
-def history_since(session: Session, *, user_id: UUID, since: datetime) -> list[PastShow]:
+
+def history_since(session: Session | Connection, *, user_id: UUID, since: datetime) -> list[PastShow]:
     """Return what the person was shown since `since`, plus every tip they marked not-for-me."""
-    return _past_shows(
-        session,
-        TipInstanceRow.user_id == user_id,
-        TipInstanceRow.tip_id != SEND_NOTHING,
-        or_(TipInstanceRow.decided_at >= since, TipInstanceRow.reaction == Reaction.NOT_FOR_ME.value),
-    )
+    return _past_shows(_core(session).execute(_HISTORY_SINCE, {"user_id": user_id, "since": since}))
 
 
-def shows_of(session: Session, *, user_id: UUID, tip_id: str) -> list[PastShow]:
+def shows_of(session: Session | Connection, *, user_id: UUID, tip_id: str) -> list[PastShow]:
     """Return every time the person was shown one tip (to re-check it just before recording)."""
-    return _past_shows(session, TipInstanceRow.user_id == user_id, TipInstanceRow.tip_id == tip_id)
+    return _past_shows(_core(session).execute(_SHOWS_OF, {"user_id": user_id, "tip_id": tip_id}))
 
 
-def _past_shows(session: Session, *conditions: ColumnElement[bool]) -> list[PastShow]:
-    query = select(
-        TipInstanceRow.tip_id,
-        TipInstanceRow.category,
-        TipInstanceRow.decided_at,
-        TipInstanceRow.reaction,
-        TipInstanceRow.reacted_at,
-    ).where(*conditions)
+def _core(session: Session | Connection) -> Connection:
+    # A session's own execute goes through the ORM's statement handling, even for Core statements.
+    return session.connection() if isinstance(session, Session) else session
+
+
+def _past_shows(rows: Iterable[Any]) -> list[PastShow]:
     return [
         PastShow(
             tip_id=tip_id,
@@ -46,18 +59,23 @@ def _past_shows(session: Session, *conditions: ColumnElement[bool]) -> list[Past
             reaction=Reaction(reaction) if reaction else None,
             reacted_at=reacted_at,
         )
-        for tip_id, category, decided_at, reaction, reacted_at in session.execute(query)
+        for tip_id, category, decided_at, reaction, reacted_at in rows
     ]
 
 
 _INSTANCE_COLUMNS = tuple(column.key for column in TipInstanceRow.__table__.columns)
-_INSERT_INSTANCE = insert(TipInstanceRow)
+# On the table, not the entity: an insert of the entity goes through the ORM's bulk-insert path.
+_INSERT_INSTANCE = insert(cast(Table, TipInstanceRow.__table__))
 
 
-def add_instance(session: Session, row: TipInstanceRow) -> None:
-    """Write a decision with one Core insert: it is the hot path, and the ORM's bookkeeping costs more."""
+def add_instance(session: Session, row: TipInstanceRow | dict[str, Any]) -> None:
+    """Write a decision with one Core insert: it is the hot path, and the ORM's bookkeeping costs more.
+
+    `row` is an entity or its column values (the decision path skips building the entity).
+    """
+    values = row if isinstance(row, dict) else {key: getattr(row, key) for key in _INSTANCE_COLUMNS}
     # Parameters rather than .values(): the compiled statement is cached and reused.
-    session.execute(_INSERT_INSTANCE, {key: getattr(row, key) for key in _INSTANCE_COLUMNS})
+    session.connection().execute(_INSERT_INSTANCE, {key: values.get(key) for key in _INSTANCE_COLUMNS})
 
 
 def instance_of(session: Session, *, user_id: UUID, tip_instance_id: UUID) -> TipInstanceRow | None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
+
+from sqlalchemy import Connection
 
 from tipwise import events
 from tipwise.advice import AdviceFacade, Tip
@@ -28,7 +32,7 @@ from tipwise.recommender.contracts import (
     TipDecided,
     TipOut,
 )
-from tipwise.recommender.domain.candidates import CandidateRules, blocked_tips, eligible_tips
+from tipwise.recommender.domain.candidates import CandidateRules, PastShow, blocked_tips, eligible_tips
 from tipwise.recommender.domain.features import FEATURE_SPEC, SEND_NOTHING, Context, FeatureAssembler
 from tipwise.recommender.domain.reactions import Reaction
 from tipwise.recommender.models import FeedbackRow, TipInstanceRow
@@ -44,7 +48,7 @@ class DecisionService:
 
     def plan(
         self,
-        session: ReadSession | WriteSession,
+        session: ReadSession | WriteSession | Connection | None = None,
         *,
         prefs: Preferences,
         purposes: frozenset[Purpose],
@@ -53,6 +57,7 @@ class DecisionService:
         explore: bool,
         allow_nothing: bool = False,
         busy: Sequence[tuple[datetime, datetime]] | None = None,
+        history: Sequence[PastShow] | None = None,
     ) -> Plan | None:
         """Choose a tip for the person (candidates, features, policy); None if nothing fits. Writes nothing.
 
@@ -63,9 +68,15 @@ class DecisionService:
         for the rules the person set or the service needs (recently shown,
         not-for-me), never as features. `busy` holds the busy intervals of the
         person's calendar, read only when `purposes` allow calendar signals.
+
+        `history` is the person's past shows (see `history_since`); without it they are read
+        through `session`.
         """
         local_now = now.astimezone(prefs.zone)
-        history = repository.history_since(session, user_id=prefs.user_id, since=now - self.history_window)
+        if history is None:
+            if session is None:
+                raise ValueError("plan needs the person's history or a session to read it")
+            history = self.history_since(session, user_id=prefs.user_id, now=now)
         tips = eligible_tips(
             self.advice.active(),
             history=history,
@@ -91,6 +102,17 @@ class DecisionService:
         chosen = None if chosen_id == SEND_NOTHING else tips[ranked.live.decision.index]
         return Plan(user_id=prefs.user_id, now=now, seed=seed, context=context, ids=ids, ranked=ranked, chosen=chosen)
 
+    def history_since(
+        self, session: ReadSession | WriteSession | Connection, *, user_id: UUID, now: datetime
+    ) -> list[PastShow]:
+        """Read what the person was shown within the history window, plus every tip they marked not-for-me."""
+        return repository.history_since(session, user_id=user_id, since=now - self.history_window)
+
+    def in_window(self, history: Iterable[PastShow], *, now: datetime) -> list[PastShow]:
+        """Return the shows of `history` that `history_since` would read at `now`."""
+        since = now - self.history_window
+        return [show for show in history if show.decided_at >= since or show.reaction is Reaction.NOT_FOR_ME]
+
     def still_eligible(self, session: WriteSession, plan: Plan) -> bool:
         """Return whether the planned tip is still allowed now that the write lock is held.
 
@@ -110,7 +132,7 @@ class DecisionService:
         instance_id = new_id()
         repository.add_instance(
             session,
-            TipInstanceRow(
+            dict(
                 id=instance_id,
                 user_id=plan.user_id,
                 tip_id=chosen_id,
@@ -183,6 +205,83 @@ class Plan:
     ids: list[str]
     ranked: RankedDecision
     chosen: Tip | None
+
+
+class HistoryCache:
+    """Each person's recent shows, kept in memory between their decisions.
+
+    Reading the history is the largest read of a decision, and only decisions and reactions
+    change it. This process's own changes apply at once: a recorded decision is appended
+    (`shown`), a reaction drops the person's entry (`forget`). A change made by another
+    process is seen once the entry expires (`seconds`, as for preferences); until then the
+    write-lock re-check (`DecisionService.still_eligible`) still keeps the chosen tip within
+    the rules, so what goes stale is only how the other tips and the person's features look.
+    Entries hold no consent: consents are read afresh for every decision.
+    """
+
+    def __init__(self, *, seconds: float, size: int = 100_000) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._entries: dict[UUID, tuple[float, list[PastShow]]] = {}
+        # Bumped by every change: a read that began before a change must not cache what it read.
+        # The epoch moves when the counts are cleared, so no read can match a cleared count.
+        self._generation: dict[UUID, int] = {}
+        self._epoch = 0
+        self._lock = threading.Lock()
+        self._sweep_due = time.monotonic() + seconds
+
+    def get(self, user_id: UUID) -> list[PastShow] | None:
+        """Return a copy of the person's cached shows, None when there is no live entry."""
+        entry = self._entries.get(user_id)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return list(entry[1])
+
+    def generation(self, user_id: UUID) -> tuple[int, int]:
+        """Return the person's change count: pass it to `put` with what was read after asking."""
+        return self._epoch, self._generation.get(user_id, 0)
+
+    def put(self, user_id: UUID, shows: Sequence[PastShow], *, generation: tuple[int, int]) -> None:
+        """Remember shows read from the database, unless a change raced with the read."""
+        if self._seconds <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if (self._epoch, self._generation.get(user_id, 0)) != generation:
+                return  # changed while we read: the next decision reads again
+            if now >= self._sweep_due:
+                # Expired entries go, so an erased person's history does not linger in memory.
+                for expired in [u for u, (expires, _) in self._entries.items() if expires <= now]:
+                    del self._entries[expired]
+                self._sweep_due = now + self._seconds
+            if len(self._entries) >= self._size:
+                self._clear()
+            self._entries[user_id] = (now + self._seconds, list(shows))
+
+    def shown(self, user_id: UUID, show: PastShow) -> None:
+        """Add a show this process just committed to the person's entry, if they have one."""
+        with self._lock:
+            self._changed(user_id)
+            entry = self._entries.get(user_id)
+            # A read that raced with the commit may have cached this show already.
+            if entry is not None and show not in entry[1]:
+                entry[1].append(show)
+
+    def forget(self, user_id: UUID) -> None:
+        """Drop the person's entry (after a change that is simpler to read again than to apply)."""
+        with self._lock:
+            self._changed(user_id)
+            self._entries.pop(user_id, None)
+
+    def _changed(self, user_id: UUID) -> None:
+        if len(self._generation) >= self._size:
+            self._clear()
+        self._generation[user_id] = self._generation.get(user_id, 0) + 1
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._generation.clear()
+        self._epoch += 1
 
 
 # What a "send nothing" decision stores as its category.
