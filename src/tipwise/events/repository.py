@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Row, Table, func, insert, select, update
+from sqlalchemy import Row, String, Table, Uuid, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tipwise.events.contracts import Event
@@ -17,8 +18,26 @@ from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, Tracki
 # the outbox on every decision; no row object is ever needed.
 _OUTBOX = cast(Table, OutboxRow.__table__)
 _LOG = cast(Table, LogRow.__table__)
+_TRACKING = cast(Table, TrackingRow.__table__)
 _INSERT_OUTBOX = insert(_OUTBOX)
 _INSERT_LOG = insert(_LOG)
+# Claiming a batch is one statement on PostgreSQL: the ids travel as one array parameter, and the
+# rows already there (events applied before) are skipped and not returned.
+_CLAIM_POSTGRES = (
+    postgresql.insert(_TRACKING)
+    .from_select(
+        ["consumer", "event_id", "applied_at"],
+        select(
+            bindparam("consumer", type_=String()),
+            func.unnest(bindparam("event_ids", type_=postgresql.ARRAY(Uuid()))),
+            bindparam("at", type_=_TRACKING.c.applied_at.type),
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(_TRACKING.c.event_id)
+)
+# SQLite has no arrays: SQLAlchemy sends the rows as multi-row VALUES ("insertmanyvalues").
+_CLAIM_SQLITE = sqlite.insert(_TRACKING).on_conflict_do_nothing().returning(_TRACKING.c.event_id)
 
 
 def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
@@ -112,17 +131,22 @@ def set_consumer_position(session: Session, consumer: str, position: int) -> Non
         row.position = position
 
 
-def seen(session: Session, *, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
-    """Return which of `event_ids` the consumer has already applied."""
-    query = select(TrackingRow.event_id).where(TrackingRow.consumer == consumer, TrackingRow.event_id.in_(event_ids))
-    return set(session.scalars(query))
+def claim(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: datetime) -> set[UUID]:
+    """Record tracking rows for `event_ids`; return the ids the consumer had not applied before.
 
-
-def record(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: datetime) -> None:
-    if event_ids:
-        session.execute(
-            insert(TrackingRow), [{"consumer": consumer, "event_id": e, "applied_at": at} for e in event_ids]
+    One statement both checks and records, in the caller's transaction: the effect of the events
+    returned must commit with it. A concurrent transaction claiming the same id waits for this
+    one, so only one of them gets it.
+    """
+    if not event_ids:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        result = session.execute(_CLAIM_POSTGRES, {"consumer": consumer, "event_ids": list(event_ids), "at": at})
+    else:
+        result = session.execute(
+            _CLAIM_SQLITE, [{"consumer": consumer, "event_id": e, "applied_at": at} for e in event_ids]
         )
+    return set(result.scalars())
 
 
 def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:
