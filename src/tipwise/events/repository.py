@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Row, String, Table, Uuid, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Row, String, Table, Uuid, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,11 @@ _CLAIM_POSTGRES = (
     )
     .on_conflict_do_nothing()
     .returning(_TRACKING.c.event_id)
+)
+_MARK_PUBLISHED_POSTGRES = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.seq == any_(bindparam("seqs", type_=postgresql.ARRAY(BigInteger()))))
+    .values(published_at=bindparam("at", type_=_OUTBOX.c.published_at.type))
 )
 # SQLite has no arrays: SQLAlchemy sends the rows as multi-row VALUES ("insertmanyvalues").
 _CLAIM_SQLITE = sqlite.insert(_TRACKING).on_conflict_do_nothing().returning(_TRACKING.c.event_id)
@@ -67,10 +72,10 @@ def unpublished_events(session: Session, *, limit: int, lock: bool = False) -> l
     With `lock`, the rows stay locked until the transaction ends and rows another relay holds are
     skipped (PostgreSQL; SQLite has one writer anyway).
     """
-    query = select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq).limit(limit)
+    query = select(_OUTBOX).where(_OUTBOX.c.published_at.is_(None)).order_by(_OUTBOX.c.seq).limit(limit)
     if lock:
         query = query.with_for_update(skip_locked=True)
-    return [(row.seq, _to_event(row)) for row in session.scalars(query)]
+    return [(row.seq, _to_event(row)) for row in session.execute(query)]
 
 
 def outbox_backlog(session: Session) -> int:
@@ -79,7 +84,11 @@ def outbox_backlog(session: Session) -> int:
 
 
 def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> None:
-    session.execute(update(OutboxRow).where(OutboxRow.seq.in_(seqs)).values(published_at=at))
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: the statement is the same text for any batch (`IN` is not).
+        session.execute(_MARK_PUBLISHED_POSTGRES, {"seqs": list(seqs), "at": at})
+    else:
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.seq.in_(seqs)).values(published_at=at))
 
 
 def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> None:

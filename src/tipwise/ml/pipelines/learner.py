@@ -36,7 +36,7 @@ import io
 import itertools
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -96,18 +96,60 @@ class Outcome:
     last_reaction_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A `tip.decided` as the learner reads it: the decision, and whom it was for."""
+
+    decision: TipDecided
+    person: UUID | None
+
+    @property
+    def tip_instance_id(self) -> UUID:
+        return self.decision.tip_instance_id
+
+
+@dataclass(frozen=True, slots=True)
+class Reacted:
+    reaction: FeedbackReaction
+
+    @property
+    def tip_instance_id(self) -> UUID:
+        return self.reaction.tip_instance_id
+
+
+@dataclass(frozen=True, slots=True)
+class Defaulted:
+    tip_instance_id: UUID
+
+
+Learnable = Decided | Reacted | Defaulted
+
+
+def decode(log: Iterable[events.Event]) -> Iterator[Learnable]:
+    """Yield each learned event of `log` decoded, in order; other event types are left out."""
+    for event in log:
+        if event.type == events.TIP_DECIDED:
+            decision = TipDecided.from_message(event.message(events.messages.TipDecided))
+            yield Decided(decision=decision, person=_person(event.subject))
+        elif event.type == events.FEEDBACK_REACTION:
+            yield Reacted(reaction=FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction)))
+        elif event.type == events.REWARD_DEFAULTED:
+            message = event.message(events.messages.RewardDefaulted)
+            yield Defaulted(tip_instance_id=UUID(message.tip_instance_id))
+
+
 def join(
-    batch: Iterable[events.Event],
+    batch: Iterable[Learnable],
     *,
     rewards: RewardMap,
     remember: Callable[[Pending], None],
     take: Callable[[UUID], Pending | None],
 ) -> Outcome:
-    """Turn events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
+    """Turn decoded events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
     outcome = Outcome()
-    for event in batch:
-        if event.type == events.TIP_DECIDED:
-            decided = TipDecided.from_message(event.message(events.messages.TipDecided))
+    for item in batch:
+        if isinstance(item, Decided):
+            decided = item.decision
             if not decided.learnable:
                 outcome.withheld += 1
                 continue
@@ -118,11 +160,11 @@ def join(
                     shared=decided.shared,
                     action=decided.action,
                     propensity=decided.propensity,
-                    user_id=_person(event.subject),
+                    user_id=item.person,
                 )
             )
-        elif event.type == events.FEEDBACK_REACTION:
-            reaction = FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction))
+        elif isinstance(item, Reacted):
+            reaction = item.reaction
             pending = take(reaction.tip_instance_id)
             if not reaction.learnable:
                 outcome.withheld += pending is not None
@@ -133,8 +175,8 @@ def join(
             outcome.examples.append(_example(pending, rewards.reward(reaction.reaction.value)))
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
-        elif event.type == events.REWARD_DEFAULTED:
-            pending = take(UUID(event.message(events.messages.RewardDefaulted).tip_instance_id))
+        else:
+            pending = take(item.tip_instance_id)
             if pending is not None:  # else a reaction came first, or a duplicate verdict
                 outcome.examples.append(_example(pending, rewards.default))
                 outcome.timeouts += 1
@@ -146,15 +188,6 @@ def _person(subject: str) -> UUID | None:
         return UUID(subject)
     except ValueError:
         return None
-
-
-def _instance_id(event: events.Event) -> UUID:
-    message = event.message()
-    if not isinstance(
-        message, events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
-    ):
-        raise TypeError(f"the learner does not learn from {event.type!r} events")
-    return UUID(message.tip_instance_id)
 
 
 def _example(pending: Pending, reward: float) -> LoggedReward:
@@ -251,7 +284,9 @@ class Learner:
     def _apply_learned(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         # One query loads every stored decision the batch may refer to; decisions made and
         # rewarded within the batch never touch the table; the rest is written in bulk.
-        referenced = {_instance_id(event) for event in batch}
+        # Each payload is decoded once, for the lookup and the join.
+        decoded = list(decode(batch))
+        referenced = {item.tip_instance_id for item in decoded}
         stored = {
             key: Pending(
                 tip_instance_id=row.tip_instance_id,
@@ -277,7 +312,7 @@ class Learner:
                     taken.append(tip_instance_id)
             return found
 
-        outcome = join(batch, rewards=self._rewards, remember=remember, take=take)
+        outcome = join(decoded, rewards=self._rewards, remember=remember, take=take)
         repository.remove_pending(session, taken)
         repository.add_pending(
             session,
@@ -445,7 +480,7 @@ def replay(
         pending.setdefault(item.tip_instance_id, item)
 
     outcome = join(
-        (event for event in log if event.type in LEARNED_EVENT_TYPES),
+        decode(log),
         rewards=rewards,
         remember=remember,
         take=lambda tip_instance_id: pending.pop(tip_instance_id, None),
