@@ -142,9 +142,9 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
         if cipher is None:
             skipped += 1
             continue
-        sealed = event.payload
+        box = event.payload
         try:
-            payload = cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], event.id.bytes)
+            payload = cipher.decrypt(box[:NONCE_BYTES], box[NONCE_BYTES:], event.id.bytes)
         except InvalidTag:
             skipped += 1
             continue
