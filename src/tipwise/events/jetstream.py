@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -97,7 +98,7 @@ class NatsSettings:
     url: str
     # Namespaces subjects (`<prefix>.…`) and streams (`<PREFIX>_…`); tests use a fresh one each.
     prefix: str = "tipwise"
-    batch_size: int = 500
+    batch_size: int = 2000
     # How long an idle `dispatch()` waits for the next event before it returns 0.
     fetch_wait: float = 0.5
     # Once events arrive, how long a fetch waits for more of them to make one batch.
@@ -156,6 +157,11 @@ class _Loop:
         except FutureCancelled:
             # nats-py cancels what is in flight when the connection drops and reconnects.
             raise BusUnavailable("NATS dropped the connection while answering") from None
+
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` on the loop without waiting for it; a failure is logged."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future.add_done_callback(_log_failure)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -255,22 +261,29 @@ class _Pull:
         return True
 
     async def fetch(self, batch: int, wait: float) -> list[Msg]:
-        """Return up to `batch` messages in stream order, waiting up to `wait` for the first."""
+        """Return up to `batch` messages in stream order, waiting up to `wait` for the first.
+
+        Before returning, it asks for the next batch of what is there now, so that batch travels
+        while the caller applies this one.
+        """
         deadline = time.monotonic() + wait
         if not self._ready and not self._is_open():
             await self._request(batch, expires=None)
-            while self._is_open() and await self._wait(deadline):
-                pass
-            if not self._ready and wait > 0.001:
-                await self._request(batch, expires=wait)
-        while not self._ready and self._is_open() and await self._wait(deadline):
+        # A request for what is there now is answered at once; wait for it to end.
+        while not self._ready and self._is_open() and await self._wait(max(deadline, time.monotonic() + 1.0)):
             pass
+        if not self._ready and not self._is_open() and wait > 0:
+            await self._request(batch, expires=wait)
+            while not self._ready and self._is_open() and await self._wait(deadline):
+                pass
         if self._ready and len(self._ready) < batch and self._is_open():
             # More of this request may be on the wire: take them in the same batch.
-            linger = min(deadline, time.monotonic() + self._linger)
+            linger = time.monotonic() + self._linger
             while len(self._ready) < batch and self._is_open() and await self._wait(linger):
                 pass
         taken, self._ready = self._ready[:batch], self._ready[batch:]
+        if taken and not self._ready and not self._is_open():
+            await self._request(batch, expires=None)
         return taken
 
 
@@ -387,7 +400,7 @@ class NatsBus:
         applied = 0
         for index, subscription in enumerate(self._subscriptions):
             # Only the first fetch of a round waits for events; the others take what is there.
-            wait = self._settings.fetch_wait if index == 0 else 0.01
+            wait = self._settings.fetch_wait if index == 0 else 0.0
             applied += self._dispatch_one(subscription, wait=wait)
         return applied
 
@@ -599,7 +612,9 @@ class NatsBus:
             # Find the events that fail: apply one by one, each in its own transaction.
             applied = sum(self._apply_alone(subscription.consumer, msg, event) for msg, event in pairs)
             return applied
-        self._run(_ack_all([msg for msg, _ in pairs]))
+        # The acks need no answer (JetStream does not confirm them): queue them on the loop and
+        # go on. A lost ack means a redelivery, which the tracking rows skip.
+        self._loop.submit(_ack_all([msg for msg, _ in pairs]))
         return applied
 
     def _apply(self, consumer: Consumer, batch: Sequence[Event]) -> int:
@@ -658,6 +673,11 @@ async def _declare_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.stream_info(str(config.name))
     except NotFoundError:
         await js.add_stream(config)
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("nats_background_step_failed", error=repr(future.exception()))
 
 
 async def _ack_all(messages: Sequence[Msg]) -> None:
