@@ -211,6 +211,12 @@ class _Pull:
 
     async def stop(self) -> None:
         """Unsubscribe and hand back the messages fetched but not taken (redelivered at once)."""
+        # A request still open would deliver to an inbox nobody reads, and JetStream would hold
+        # those messages for the ack wait (60 s): let it end first (a request for what is there
+        # ends at once, a waiting one within its expiry).
+        deadline = time.monotonic() + 2.0
+        while self._is_open() and await self._wait(deadline):
+            pass
         for msg in self._ready:
             await msg.nak()
         self._ready.clear()
