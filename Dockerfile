@@ -2,6 +2,7 @@
 # (`tipwise migrate | serve | relay | learner | ml-serve`), see docs/deploy.md.
 #
 #   docker build -t tipwise:latest .
+#   docker build --build-arg TIPWISE_MLFLOW=1 -t tipwise:mlflow .   (models in MLflow)
 
 # --- builder: the pinned dependencies into a venv, then Tipwise itself -------
 FROM python:3.11-slim AS builder
@@ -18,6 +19,13 @@ WORKDIR /build
 # --only-binary: the slim image has no compiler; every locked package ships a wheel.
 COPY requirements/app.lock requirements/app.lock
 RUN pip install --require-hashes --only-binary=:all: -r requirements/app.lock
+# `--build-arg TIPWISE_MLFLOW=1` adds the MLflow registry client (TIPWISE_MODEL_REGISTRY=mlflow):
+# its lock is the app lock plus the `mlflow` extra, so this installs only what the extra adds.
+ARG TIPWISE_MLFLOW=0
+COPY requirements/mlflow.lock requirements/mlflow.lock
+RUN if [ "$TIPWISE_MLFLOW" = 1 ]; then \
+      pip install --require-hashes --only-binary=:all: -r requirements/mlflow.lock; \
+    fi
 
 COPY pyproject.toml README.md ./
 COPY src ./src

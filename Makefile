@@ -110,7 +110,8 @@ openapi: $(APP_STAMP)
 lock: $(VENV)/bin/python
 	$(BIN)/pip install -qq uv
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements/app.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --extra mlflow --python-version 3.11 --generate-hashes -q -o requirements/mlflow.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --extra mlflow --python-version 3.11 --generate-hashes -q -o requirements/dev.lock
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,12 +12,13 @@ from fastapi.testclient import TestClient
 
 from tests.support.nats import nats_server
 from tests.support.postgres import fresh_database, postgres_server
-from tipwise import migrations
+from tests.support.templates import MigratedTemplates
 from tipwise.app import create_app
 from tipwise.auth import AuthSettings
 from tipwise.bootstrap import Container, build
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.db import Database
+from tipwise.ml.serving import MlflowSettings
 from tipwise.settings import Settings
 
 # Cheap password hashing keeps the suites fast; production uses the RFC 9106 defaults.
@@ -33,6 +35,12 @@ def postgres_admin_url() -> Iterator[str]:
 def nats_url() -> Iterator[str]:
     with nats_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> MigratedTemplates:
+    """`templates.prepare(url)` brings a test database to the newest schema (see tests/support/templates.py)."""
+    return MigratedTemplates(tmp_path_factory.mktemp("templates"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,9 +60,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def migrated(database_url: str) -> Iterator[Database]:
+def migrated(database_url: str, templates: MigratedTemplates) -> Iterator[Database]:
+    templates.prepare(database_url)
     db = Database.connect(database_url)
-    migrations.upgrade(db)
     yield db
     db.dispose()
 
@@ -73,7 +81,7 @@ ContainerFactory = Callable[..., Container]
 
 
 @pytest.fixture
-def make_container(tmp_path: Path, clock: FakeClock) -> Iterator[ContainerFactory]:
+def make_container(tmp_path: Path, clock: FakeClock, templates: MigratedTemplates) -> Iterator[ContainerFactory]:
     """Build containers on migrated databases; each is closed after the test."""
     built: list[Container] = []
 
@@ -89,9 +97,7 @@ def make_container(tmp_path: Path, clock: FakeClock) -> Iterator[ContainerFactor
         }
         fields.update(settings or {})
         settings_ = Settings(**fields)  # type: ignore[arg-type]
-        db = Database.connect(settings_.sqlalchemy_url)
-        migrations.upgrade(db)
-        db.dispose()
+        templates.prepare(settings_.sqlalchemy_url)
         options: dict[str, object] = {"clock": clock, "seeds": counting_seeds(), "auth_settings": FAST_AUTH}
         options.update(overrides)
         container = build(settings_, **options)  # type: ignore[arg-type]
@@ -113,3 +119,21 @@ def container(make_container: ContainerFactory) -> Container:
 def client(container: Container) -> Iterator[TestClient]:
     with TestClient(create_app(container)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One local MLflow store per session (SQLite, no server): creating its schema takes seconds."""
+    return f"sqlite:///{(tmp_path_factory.mktemp('mlflow') / 'mlflow.db').as_posix()}"
+
+
+@pytest.fixture
+def mlflow_settings(mlflow_tracking_uri: str, tmp_path: Path) -> MlflowSettings:
+    """MLflow settings of a test: the session's store, its own experiment, model names and artifact folder."""
+    unique = uuid.uuid4().hex[:12]
+    return MlflowSettings(
+        tracking_uri=mlflow_tracking_uri,
+        experiment=f"tipwise-{unique}",
+        model_prefix=f"t{unique}-",
+        artifact_location=(tmp_path / "mlflow-artifacts").as_uri(),
+    )

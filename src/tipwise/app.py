@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from tipwise import __version__, auth, gateway, privacy, profile, recommender
+from tipwise import __version__, auth, gateway, integrations, privacy, profile, recommender
 from tipwise.bootstrap import Container
 from tipwise.gateway.operations import OperatorView
 from tipwise.kernel.http import RequestContextMiddleware, install_error_handlers, use_problem_media_type_in_openapi
@@ -24,12 +24,12 @@ def create_app(container: Container) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if container.settings.embedded_worker:
-            container.worker.start()
+            container.start_workers()
         log.info("started", database=container.db.read_engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
-            container.worker.stop()
+            container.stop_workers()
 
     app = FastAPI(
         title="Tipwise",
@@ -46,6 +46,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(auth.build_router(container.auth))
     app.include_router(recommender.build_router(container.recommender, principal))
     app.include_router(profile.build_router(container.profile, principal))
+    app.include_router(integrations.build_router(container.integrations, principal))
     app.include_router(privacy.build_router(container.privacy, container.auth, principal))
     _add_operations_routes(app, container)
     gateway.mount(
@@ -72,6 +73,7 @@ def create_app(container: Container) -> FastAPI:
             ),
         ),
         secret_key=container.secret_key,
+        integrations=container.integrations,
     )
     return app
 

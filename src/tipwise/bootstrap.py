@@ -12,6 +12,14 @@ from tipwise.advice import DEFAULT_LIBRARY, AdviceFacade, load_library
 from tipwise.auth import AuthFacade, AuthSettings, OidcProviders, OidcSettings
 from tipwise.events import EmbeddedBus, EventsPersonalData, Worker
 from tipwise.events.jetstream import NatsBus, NatsSettings
+from tipwise.integrations import (
+    ConsentWatcher,
+    FeedReader,
+    IntegrationsFacade,
+    IntegrationsPersonalData,
+    IntegrationsSettings,
+    Vault,
+)
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.errors import ConfigurationError
@@ -25,7 +33,14 @@ from tipwise.ml.pipelines import (
     current_live_policy,
     evaluate,
 )
-from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry, PolicySettings
+from tipwise.ml.serving import (
+    HttpScorer,
+    MlflowSettings,
+    ModelRegistry,
+    PolicyRegistry,
+    PolicySettings,
+    open_model_registry,
+)
 from tipwise.privacy import Privacy, Retention, RetentionSettings
 from tipwise.profile import ProfileFacade, ProfilePersonalData
 from tipwise.recommender import FEATURE_SPEC, RecommenderFacade, RecommenderPersonalData, RecommenderSettings
@@ -37,6 +52,8 @@ log = get_logger(__name__)
 # What the background worker of this process does: everything (the embedded default), or one part
 # of a scaled deployment: the outbox relay, or the learner's consumer and periodic jobs.
 Role = Literal["all", "relay", "learner"]
+# How often the calendar syncer looks for feeds that are due.
+SYNC_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +66,13 @@ class Container:
     metrics: Metrics
     bus: EmbeddedBus | NatsBus
     worker: Worker
+    # Reads the connected calendar feeds in a thread of its own, so a slow feed server never
+    # holds up the relay or the learner; None in a relay-only process.
+    syncer: Worker | None
     advice: AdviceFacade
     auth: AuthFacade
     profile: ProfileFacade
+    integrations: IntegrationsFacade
     registry: PolicyRegistry
     learner: Learner
     recommender: RecommenderFacade
@@ -89,11 +110,32 @@ class Container:
             )
         return self.bus
 
-    def close(self) -> None:
+    def start_workers(self) -> None:
+        """Start the background threads: the worker, and the calendar syncer where this process has one."""
+        self.worker.start()
+        if self.syncer is not None:
+            self.syncer.start()
+
+    def stop_workers(self) -> None:
+        if self.syncer is not None:
+            self.syncer.stop()
         self.worker.stop()
+
+    def close(self) -> None:
+        self.stop_workers()
         if isinstance(self.bus, NatsBus):
             self.bus.close()
         self.db.dispose()
+
+
+def model_registry(settings: Settings, mlflow_settings: MlflowSettings | None = None) -> ModelRegistry:
+    """Return the model registry of `TIPWISE_MODEL_REGISTRY`; ConfigurationError when it is unusable."""
+    try:
+        return open_model_registry(
+            kind=settings.model_registry, models_dir=settings.models_dir, mlflow=mlflow_settings or MlflowSettings()
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
 
 
 def build(
@@ -107,9 +149,15 @@ def build(
     recommender_settings: RecommenderSettings | None = None,
     learner_settings: LearnerSettings | None = None,
     retention_settings: RetentionSettings | None = None,
+    mlflow_settings: MlflowSettings | None = None,
+    models: ModelRegistry | None = None,
+    integrations_settings: IntegrationsSettings | None = None,
     role: Role = "all",
 ) -> Container:
-    """Wire the embedded default; refuses to start on a database schema that is behind."""
+    """Wire the embedded default; refuses to start on a database schema that is behind.
+
+    `models` replaces the model registry `settings` choose (tests hand in one that fails).
+    """
     settings = settings or Settings()
     clock = clock or SystemClock()
     auth_settings = auth_settings or AuthSettings()
@@ -165,6 +213,13 @@ def build(
             f"({learner_settings.reward_wait_hours:g} hours)"
         )
 
+    if models is None:
+        try:
+            models = model_registry(settings, mlflow_settings)
+        except ConfigurationError:
+            db.dispose()
+            raise
+
     bus: EmbeddedBus | NatsBus
     if settings.uses_nats:
         bus = NatsBus(
@@ -197,11 +252,32 @@ def build(
         rewards=learner_settings.reward_map(),
         clock=clock,
         metrics=metrics,
-        models=FileModelRegistry(settings.models_dir),
+        models=models,
         cadence=learner_settings.cadence(),
         history=learner_history,
     )
     bus.subscribe(learner)
+    integrations_settings = integrations_settings or IntegrationsSettings()
+    integrations = IntegrationsFacade(
+        db=db,
+        clock=clock,
+        consent=profile,
+        zone_of=lambda user_id: profile.preferences(user_id=user_id).zone,
+        vault=Vault(secret_key=secret_key),
+        reader=FeedReader(
+            timeout=integrations_settings.fetch_timeout_seconds,
+            max_bytes=integrations_settings.max_feed_bytes,
+            allow_private_addresses=integrations_settings.allow_private_addresses,
+        ),
+        settings=integrations_settings,
+        on_commit=worker.wake,
+    )
+    bus.subscribe(ConsentWatcher())
+    syncer = None
+    if role != "relay":
+        # No relay or dispatch: this thread only runs the sync job, every few seconds.
+        syncer = Worker(bus=bus, relay=False, dispatch=False, interval=SYNC_POLL_SECONDS)
+        syncer.add_job(integrations.sync_due)
 
     def report_lag() -> None:
         lag = bus.lag(learner.name)
@@ -227,6 +303,7 @@ def build(
         settings=recommender_settings or RecommenderSettings(),
         on_commit=worker.wake,
         seeds=seeds,
+        calendar=integrations,
     )
     privacy = Privacy(
         db=db,
@@ -234,6 +311,7 @@ def build(
         ports=[
             auth.personal_data(),
             ProfilePersonalData(),
+            IntegrationsPersonalData(),
             RecommenderPersonalData(),
             LearnerPersonalData(),
             EventsPersonalData(),
@@ -247,9 +325,11 @@ def build(
         metrics=metrics,
         bus=bus,
         worker=worker,
+        syncer=syncer,
         advice=advice,
         auth=auth,
         profile=profile,
+        integrations=integrations,
         registry=registry,
         learner=learner,
         recommender=recommender,

@@ -22,6 +22,8 @@ advice_app = typer.Typer(help="Work with the advice library.", no_args_is_help=T
 app.add_typer(advice_app, name="advice")
 operator_app = typer.Typer(help="Manage operator accounts.", no_args_is_help=True)
 app.add_typer(operator_app, name="operator")
+integrations_app = typer.Typer(help="Connected calendars.", no_args_is_help=True)
+app.add_typer(integrations_app, name="integrations")
 
 
 def _add_groups() -> None:
@@ -70,6 +72,13 @@ def migrate() -> None:
     state = "already current" if before == heads else f"upgraded to {', '.join(sorted(heads))}"
     typer.echo(f"database {db.read_engine.url.render_as_string(hide_password=True)}: {state}")
     typer.echo(f"advice library: {len(advice.active())} tips")
+    from tipwise.bootstrap import model_registry
+
+    try:
+        # Before the processes that share it start, so they need not race to create it.
+        typer.echo(f"model registry: {model_registry(settings).prepare()}")
+    except ConfigurationError as exc:
+        fail(exc.detail)
 
 
 @app.command()
@@ -179,15 +188,22 @@ def ml_serve(
     """Serve policy scoring from the newest model snapshots (point TIPWISE_SCORER_URL here)."""
     import uvicorn
 
-    from tipwise.ml.serving import FileModelRegistry, PolicyRegistry, PolicySettings
+    from tipwise.bootstrap import model_registry
+    from tipwise.ml.serving import PolicyRegistry, PolicySettings
     from tipwise.ml.serving.app import create_scoring_app
+    from tipwise.ml.serving.mlflow_registry import MlflowModelRegistry
     from tipwise.recommender import FEATURE_SPEC
 
     settings = _settings()
     policies = PolicySettings()
     registry = PolicyRegistry(specs=policies.specs(), live=policies.live, features=FEATURE_SPEC)
-    scoring = create_scoring_app(registry=registry, models=FileModelRegistry(settings.models_dir), poll_seconds=poll)
-    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {settings.models_dir}  (Ctrl+C to stop)")
+    try:
+        models = model_registry(settings)
+    except ConfigurationError as exc:
+        fail(exc.detail)
+    source = models.where if isinstance(models, MlflowModelRegistry) else str(settings.models_dir)
+    scoring = create_scoring_app(registry=registry, models=models, poll_seconds=poll)
+    typer.echo(f"ml-serve is scoring on http://{host}:{port} from {source}  (Ctrl+C to stop)")
     uvicorn.run(scoring, host=host, port=port, log_config=None, access_log=False)
 
 
@@ -255,6 +271,23 @@ def _set_role(email: str, *, operator: bool) -> None:
         except NotFound as exc:
             fail(exc.detail)
     typer.echo(f"{account.email} is now {account.role.value} (takes effect at their next sign-in)")
+
+
+@integrations_app.command("sync")
+def integrations_sync(
+    everything: Annotated[bool, typer.Option("--all", help="Read every feed now, not only those due.")] = False,
+) -> None:
+    """Read the connected calendar feeds that are due (a running server does this every few seconds).
+
+    A feed whose owner has not consented to calendar signals is not read; its signals are deleted.
+    """
+    with command_container(_settings()) as container:
+        report = container.integrations.sync(everything=everything)
+        container.worker.run_once(jobs=False)  # relay the signal events the sync wrote
+    typer.echo(
+        f"calendar feeds: {report.read} read, {report.not_modified} not modified, "
+        f"{report.failed} failed, {report.paused} paused (no consent)"
+    )
 
 
 @advice_app.command("check")

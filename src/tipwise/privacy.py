@@ -10,7 +10,8 @@ composition root hands them to `Privacy`, which runs them together:
   `user.deleted`, all in one transaction. The learner applies `user.deleted` after that commit and
   rebuilds the shared models from the log, which no longer reads the person's events.
 
-`Retention` deletes decisions and reactions older than the configured window.
+`Retention` deletes decisions and reactions, and signals from connected calendars, older than
+their configured windows.
 """
 
 import io
@@ -29,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tipwise import events
 from tipwise.auth import AuthFacade, Principal
+from tipwise.integrations import IntegrationsPersonalData
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
 from tipwise.kernel.errors import InvalidInput, Unauthorized
@@ -57,6 +59,8 @@ copies of your events in logs and backups unreadable.
 DESCRIPTIONS = {
     "auth": "your account (email, role, when it was created; never the password hash) and sign-in identities",
     "profile": "your preferences and every line of your consent ledger",
+    "integrations": "your connected calendars (host and sync status, never the secret address) "
+    "and the busy times read from them",
     "recommender": "every tip decided for you (with the context it used and its probabilities) and your reactions",
     "learner": "decisions about you still waiting for a reaction before the learner learns from them",
     "events": "every event about you on the event log, decoded",
@@ -139,12 +143,14 @@ class Privacy:
 
 
 class RetentionSettings(BaseSettings):
-    """How long decisions and reactions are kept (`TIPWISE_RETENTION_*`)."""
+    """How long decisions, reactions and signals are kept (`TIPWISE_RETENTION_*`)."""
 
     model_config = SettingsConfigDict(env_prefix="TIPWISE_RETENTION_", extra="forbid")
 
     # Decisions (with their context snapshot) and reactions older than this are deleted.
     decision_days: float = Field(default=365.0, gt=0)
+    # Signals from connected calendars (busy intervals) that ended longer ago than this are deleted.
+    signal_days: float = Field(default=30.0, gt=0)
     # How often the job looks for expired rows.
     interval_hours: float = Field(default=1.0, gt=0)
 
@@ -152,9 +158,13 @@ class RetentionSettings(BaseSettings):
     def decision_window(self) -> timedelta:
         return timedelta(days=self.decision_days)
 
+    @property
+    def signal_window(self) -> timedelta:
+        return timedelta(days=self.signal_days)
+
 
 class Retention:
-    """The periodic job: deletes decisions and reactions older than the window, at most once per interval."""
+    """The periodic job: deletes decisions, reactions and signals older than their windows, once per interval."""
 
     def __init__(self, *, db: Database, clock: Clock, settings: RetentionSettings) -> None:
         self._db = db
@@ -163,15 +173,23 @@ class Retention:
         self._last_run: datetime | None = None
 
     def run(self, now: datetime | None = None) -> int:
-        """Delete what is older than the window; return how many rows went."""
+        """Delete what is older than its window; return how many rows went."""
         moment = now or self._clock.now()
         cutoff = moment - self._settings.decision_window
+        signal_cutoff = moment - self._settings.signal_window
         with self._db.write() as session:
-            gone = RecommenderPersonalData.forget_before(session, cutoff)
+            decisions = RecommenderPersonalData.forget_before(session, cutoff)
+            signals = IntegrationsPersonalData.forget_before(session, signal_cutoff)
         self._last_run = moment
-        if gone:
-            log.info("retention_deleted", rows=gone, before=cutoff.isoformat())
-        return gone
+        if decisions or signals:
+            log.info(
+                "retention_deleted",
+                rows=decisions,
+                before=cutoff.isoformat(),
+                signals=signals,
+                signals_before=signal_cutoff.isoformat(),
+            )
+        return decisions + signals
 
     def __call__(self) -> None:
         """The worker's job: run when the interval has passed since the last run."""

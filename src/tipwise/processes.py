@@ -95,10 +95,12 @@ def run_worker(container: Container, *, role: Role, health_host: str, health_por
     # What startup allocated (modules, the container) lives as long as the process: move it out
     # of the collector's sight, so a full collection under load scans only the batches in flight.
     gc.freeze()
-    container.worker.start()
+    container.start_workers()
     log.info("worker_started", role=role, health=f"http://{health_host}:{health_port}")
     stop.wait()
     log.info("worker_stopping", role=role)
+    if container.syncer is not None:
+        container.syncer.stop(timeout=GRACE_SECONDS)
     container.worker.stop(timeout=GRACE_SECONDS)
     if role == "learner":
         container.learner.snapshot()  # what it learned since the last snapshot is served at once

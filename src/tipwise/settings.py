@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     nats_prefix: str = "tipwise"
     # Events per relay transaction and per learner transaction on NATS (fetched and acknowledged together).
     nats_batch_size: int = Field(default=2000, ge=1, le=10_000)
+    # Where model snapshots are published: files under the data dir, or MLflow (`TIPWISE_MLFLOW_*`).
+    model_registry: Literal["files", "mlflow"] = "files"
 
     @field_validator("secret_key")
     @classmethod
@@ -73,7 +75,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        """Where model snapshots are published (the file model registry)."""
+        """Where the file model registry keeps model snapshots."""
         return self.data_dir / "models"
 
     def resolved_secret_key(self) -> str:

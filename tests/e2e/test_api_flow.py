@@ -80,7 +80,7 @@ class TestTipJourney:
             assert row.tip_id == decision["tip"]["id"]
             assert row.policy == "linucb"
             assert row.policy_version.startswith("linucb@")
-            assert row.context_snapshot["feature_spec"] == "tipwise.tips/v2"
+            assert row.context_snapshot["feature_spec"] == "tipwise.tips/v3"
             assert set(row.context_snapshot["actions"]) == set(row.probabilities)
             assert sum(row.probabilities.values()) == pytest.approx(1.0)
             assert row.probabilities[row.tip_id] == pytest.approx(row.propensity)

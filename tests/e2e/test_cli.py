@@ -99,3 +99,38 @@ class TestCommandLine:
         assert result.exit_code == 0, result.output
         # 6 consent.changed, then 5 decisions and 5 reactions.
         assert "linucb           rebuilt from log up to position 16: 5 rewards, identical" in result.output
+
+    def test_integrations_sync_reads_every_feed_with_all_and_skips_one_without_consent(
+        self, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from tests.support.calendar_feed import calendar_feed
+        from tests.support.calendars import WORK_CALENDAR
+        from tipwise.bootstrap import build
+        from tipwise.profile import CONSENT_WORDING_VERSION, ConsentsPut, Purpose
+
+        env = {**env, "TIPWISE_INTEGRATIONS_ALLOW_PRIVATE_ADDRESSES": "true"}
+        assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with calendar_feed(WORK_CALENDAR) as feed:
+            container = build()
+            try:
+                keeps = registered(container, "keeps@example.com")
+                withdraws = registered(container, "withdraws@example.com")
+                container.integrations.add_calendar(user_id=keeps, url=feed.url)
+                container.integrations.add_calendar(user_id=withdraws, url=feed.url)
+                container.profile.record_consents(
+                    user_id=withdraws,
+                    decisions=ConsentsPut(
+                        wording_version=CONSENT_WORDING_VERSION, purposes={Purpose.CALENDAR_SIGNALS: False}
+                    ),
+                )
+            finally:
+                container.close()
+            due = runner.invoke(app, ["integrations", "sync"], env=env)
+            assert due.exit_code == 0, due.output
+            assert "calendar feeds: 0 read, 0 not modified, 0 failed, 0 paused" in due.output
+            everything = runner.invoke(app, ["integrations", "sync", "--all"], env=env)
+            assert everything.exit_code == 0, everything.output
+            assert "calendar feeds: 0 read, 1 not modified, 0 failed, 1 paused (no consent)" in everything.output
+            assert len(feed.requests) == 3  # two connections, then one conditional read

@@ -28,6 +28,8 @@ from tests.support.postgres import fresh_database
 from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import SystemClock
 from tipwise.kernel.db import Database
+from tipwise.ml.serving import MlflowSettings
+from tipwise.ml.serving.mlflow_registry import MlflowModelRegistry
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
@@ -62,6 +64,26 @@ def _ready(url: str) -> bool:
 
 @pytest.fixture
 def topology(tmp_path: Path, postgres_admin_url: str, nats_url: str) -> Iterator[Topology]:
+    yield from _topology(tmp_path, postgres_admin_url, nats_url, {})
+
+
+@pytest.fixture
+def mlflow_topology(
+    tmp_path: Path, postgres_admin_url: str, nats_url: str, mlflow_settings: MlflowSettings
+) -> Iterator[Topology]:
+    """The scaled topology with its model snapshots in MLflow (a local store shared by learner and ml-serve)."""
+    assert mlflow_settings.tracking_uri is not None
+    env = {
+        "TIPWISE_MODEL_REGISTRY": "mlflow",
+        "TIPWISE_MLFLOW_TRACKING_URI": mlflow_settings.tracking_uri,
+        "TIPWISE_MLFLOW_EXPERIMENT": mlflow_settings.experiment,
+        "TIPWISE_MLFLOW_MODEL_PREFIX": mlflow_settings.model_prefix,
+        "TIPWISE_MLFLOW_ARTIFACT_LOCATION": mlflow_settings.artifact_location or "",
+    }
+    yield from _topology(tmp_path, postgres_admin_url, nats_url, env)
+
+
+def _topology(tmp_path: Path, postgres_admin_url: str, nats_url: str, extra: dict[str, str]) -> Iterator[Topology]:
     prefix = f"e2e{uuid.uuid4().hex[:8]}"
     ports = {name: free_port() for name in ("api", "scorer", "relay", "learner")}
     with fresh_database(postgres_admin_url) as database_url:
@@ -74,6 +96,7 @@ def topology(tmp_path: Path, postgres_admin_url: str, nats_url: str) -> Iterator
             "TIPWISE_HOST": "127.0.0.1",
             "TIPWISE_PORT": str(ports["api"]),
             "TIPWISE_LOG_FORMAT": "json",
+            **extra,
         }
         output = tmp_path / "tipwise.log"
         with output.open("wb") as sink:
@@ -176,3 +199,40 @@ class TestScaledTopology:
                 httpx.get(f"{url}/healthz", timeout=2)
         log = topology.output.read_text()
         assert '"worker_stopped"' in log
+
+
+class TestScaledTopologyOnMlflow:
+    def test_the_learner_publishes_to_mlflow_and_ml_serve_scores_with_what_it_published(
+        self, mlflow_topology: Topology, mlflow_settings: MlflowSettings
+    ) -> None:
+        assert mlflow_settings.tracking_uri is not None
+        with httpx.Client(base_url=mlflow_topology.api, timeout=10) as api:
+            headers = sign_up(api, f"mlflow-{uuid.uuid4().hex[:8]}@example.com")
+            first = api.post("/v1/tips/next", headers=headers)
+            assert first.status_code == 200, first.text
+            assert first.json()["model_version"] == 0
+            reacted = api.post(
+                "/v1/feedback",
+                headers=headers,
+                json={"tip_instance_id": first.json()["tip_instance_id"], "reaction": "done", "idempotency_key": "m1"},
+            )
+            assert reacted.status_code == 200, reacted.text
+
+            def next_decision_uses_it() -> bool:
+                nxt = api.post("/v1/tips/next", headers=headers)
+                assert nxt.status_code == 200, nxt.text
+                return bool(nxt.json()["model_version"] >= 1)
+
+            _wait_for(
+                next_decision_uses_it, timeout=60, what="no decision used the model", output=mlflow_topology.output
+            )
+
+        served = httpx.get(f"{mlflow_topology.scorer}/readyz", timeout=5).json()["snapshots"]
+        registry = MlflowModelRegistry(
+            tracking_uri=mlflow_settings.tracking_uri,
+            experiment=mlflow_settings.experiment,
+            model_prefix=mlflow_settings.model_prefix,
+        )
+        assert served["linucb"] == registry.latest_version("linucb")
+        assert served["linucb"] >= 1
+        assert not (Path(mlflow_topology.output).parent / "data" / "models").exists()

@@ -22,8 +22,13 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from tests.conftest import ContainerFactory
 from tests.e2e.helpers import PASSWORD
+from tests.support.calendar_feed import CalendarFeed, calendar_feed
+from tests.support.calendars import WORK_CALENDAR
 from tipwise.auth import PUBLIC_ROUTES
+from tipwise.bootstrap import Container
+from tipwise.integrations import IntegrationsSettings
 from tipwise.kernel.errors import PROBLEM_JSON
 from tipwise.profile import CONSENT_WORDING_VERSION, Purpose
 
@@ -39,11 +44,13 @@ class Person:
     headers: dict[str, str]
     session_id: str
     tip_instance_id: str
+    integration_id: str
+    feed_url: str
     browser: TestClient
     csrf: str
 
     def identifiers(self) -> set[str]:
-        return {self.email, self.user_id, self.session_id, self.tip_instance_id}
+        return {self.email, self.user_id, self.session_id, self.tip_instance_id, self.integration_id}
 
 
 # How to fill a path parameter with one of the victim's resources. A new kind of resource in a
@@ -51,6 +58,7 @@ class Person:
 PATH_PARAM_KINDS: dict[str, Callable[[Person], str]] = {
     "session_id": lambda victim: victim.session_id,
     "tip_instance_id": lambda victim: victim.tip_instance_id,
+    "integration_id": lambda victim: victim.integration_id,
 }
 # Path parameters that name something shared by everyone rather than someone's resource; a route
 # whose parameters are all of these has nothing of B's to reach.
@@ -69,7 +77,7 @@ def _sign_in(client: TestClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
-def _person(client: TestClient, email: str) -> Person:
+def _person(client: TestClient, email: str, feed: CalendarFeed) -> Person:
     registered = client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
     assert registered.status_code == 201, registered.text
     headers = _sign_in(client, email)
@@ -79,6 +87,8 @@ def _person(client: TestClient, email: str) -> Person:
     tip = client.post("/v1/tips/next", headers=headers)
     assert tip.status_code == 200, tip.text
     client.patch("/v1/me/preferences", headers=headers, json={"timezone": "Europe/Berlin"})
+    integration = client.post("/v1/integrations", headers=headers, json={"url": feed.url})
+    assert integration.status_code == 201, integration.text
     browser = TestClient(client.app)
     signin_page = browser.get("/signin")
     match = CSRF.search(signin_page.text)
@@ -95,15 +105,29 @@ def _person(client: TestClient, email: str) -> Person:
         headers=headers,
         session_id=session["id"],
         tip_instance_id=tip.json()["tip_instance_id"],
+        integration_id=integration.json()["id"],
+        feed_url=feed.url,
         browser=browser,
         csrf=csrf.group(1),
     )
 
 
 @pytest.fixture
-def people(client: TestClient) -> Iterator[tuple[Person, Person]]:
+def container(make_container: ContainerFactory) -> Container:
+    # Everyone connects a calendar served on 127.0.0.1 (refused by default).
+    return make_container(integrations_settings=IntegrationsSettings(allow_private_addresses=True))
+
+
+@pytest.fixture
+def feed() -> Iterator[CalendarFeed]:
+    with calendar_feed(WORK_CALENDAR) as served:
+        yield served
+
+
+@pytest.fixture
+def people(client: TestClient, feed: CalendarFeed) -> Iterator[tuple[Person, Person]]:
     """A (the caller) and B (the victim)."""
-    a, b = _person(client, "a@example.com"), _person(client, "b@example.com")
+    a, b = _person(client, "a@example.com", feed), _person(client, "b@example.com", feed)
     yield a, b
     a.browser.close()
     b.browser.close()
@@ -168,6 +192,15 @@ def _put_consents(client: TestClient, a: Person, b: Person) -> None:
     assert client.get("/v1/me/consents", headers=b.headers).json() == before
 
 
+def _add_integration(client: TestClient, a: Person, b: Person) -> None:
+    before = client.get("/v1/integrations", headers=b.headers).json()
+    response = client.post("/v1/integrations", headers=a.headers, json={"url": a.feed_url})
+    assert response.status_code == 201, response.text
+    assert not b.identifiers() & set(re.findall(r"[\w.@-]+", response.text))
+    assert client.get("/v1/integrations", headers=b.headers).json() == before
+    assert len(client.get("/v1/integrations", headers=a.headers).json()) == 2
+
+
 def _logout(client: TestClient, a: Person, b: Person) -> None:
     throwaway = _sign_in(client, a.email)
     assert client.post("/v1/auth/logout", headers=throwaway).status_code == 204
@@ -202,6 +235,7 @@ ACTIONS: dict[tuple[str, str], Callable[[TestClient, Person, Person], None]] = {
     ("POST", "/v1/feedback"): _feedback_on_bs_tip,
     ("PATCH", "/v1/me/preferences"): _patch_preferences,
     ("PUT", "/v1/me/consents"): _put_consents,
+    ("POST", "/v1/integrations"): _add_integration,
     ("POST", "/v1/auth/logout"): _logout,
     ("POST", "/v1/me/export"): _export,
     ("DELETE", "/v1/me"): _delete_me,

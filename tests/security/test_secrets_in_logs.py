@@ -13,7 +13,12 @@ import structlog
 from fastapi.testclient import TestClient
 
 from tests.conftest import ContainerFactory
+from tests.support.calendar_feed import FEED_PATH, calendar_feed
+from tests.support.calendars import WORK_CALENDAR
+from tests.support.consents import registered
 from tipwise.app import create_app
+from tipwise.integrations import IntegrationsSettings
+from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.logging import REDACTED, configure_logging, get_logger
 
 SECRET_KEY = "test-secret-key-with-enough-length"  # what `make_container` configures
@@ -105,3 +110,34 @@ class TestSecretsNeverLogged:
         assert careless["password"] == careless["refresh_token"] == REDACTED
         assert careless["headers"] == {"Authorization": REDACTED}
         assert "header was" in output
+
+
+class TestCalendarAddressNeverLogged:
+    def test_adding_syncing_and_failing_feeds_log_no_part_of_the_secret_address(
+        self, make_container: ContainerFactory, captured_logs: io.StringIO, clock: FakeClock
+    ) -> None:
+        container = make_container(integrations_settings=IntegrationsSettings(allow_private_addresses=True))
+        user = registered(container, "cal@example.com")
+        with calendar_feed(WORK_CALENDAR) as feed, TestClient(create_app(container)) as client:
+            token = container.auth.login(email="cal@example.com", password="a long password").access_token
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.post("/v1/integrations", headers=headers, json={"url": feed.url}).status_code == 201
+            clock.advance(container.integrations.settings.sync_interval)
+            assert container.integrations.sync().not_modified == 1
+            feed.status = 500
+            clock.advance(container.integrations.settings.sync_interval)
+            assert container.integrations.sync().failed == 1
+            token = container.auth.login(email="cal@example.com", password="a long password").access_token
+            headers = {"Authorization": f"Bearer {token}"}
+            bad = client.post("/v1/integrations", headers=headers, json={"url": feed.url + "?wrong"})
+            assert bad.status_code == 422
+        assert user
+        output = captured_logs.getvalue()
+        events = {record["event"] for record in _records(captured_logs)}
+        assert {"calendar_connected", "calendar_sync_failed"} <= events
+        assert "127.0.0.1" in output  # the host is logged, to say which feed failed
+        assert FEED_PATH.split("/")[3] not in output  # the token in the path never is
+        # httpx logs each request it makes: with the host, and the path redacted.
+        requests = [str(r["event"]) for r in _records(captured_logs) if r.get("logger") == "httpx"]
+        assert requests
+        assert all(f"http://127.0.0.1:{feed.base_url.rsplit(':', 1)[1]}/{REDACTED}" in r for r in requests)

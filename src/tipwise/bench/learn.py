@@ -198,7 +198,8 @@ class FullInformationRidge:
     """The ridge model of the linear policies on `stream_features`, learning every action's reward every round.
 
     Updating `FactoredRidge` with all k rows per round gives the same
-    predictions (tested) at k times the cost; here the symmetry of full
+    predictions (tested; up to its rounding of the rows to multiples of
+    2^-16) at k times the cost; here the symmetry of full
     information gives them in closed form. With z = [s, 1] (scaled like the
     spec's rows) the score of action a is z . (P w + u_a): w the shared
     block (zero without `shared_weights`), u_a = [cross block of a, weight

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -38,6 +38,7 @@ from tipwise.auth import (
     client_of,
 )
 from tipwise.gateway.operations import OperatorView
+from tipwise.integrations import ConsentRequired, IntegrationsFacade
 from tipwise.kernel.errors import Conflict, InvalidInput, NotFound, TipwiseError, TooManyRequests, Unauthorized
 from tipwise.profile import (
     CONSENT_WORDING_VERSION,
@@ -126,6 +127,20 @@ async def check_csrf(request: Request) -> None:
         raise CsrfFailed("the form expired or came from another site; reload the page and try again")
 
 
+class SignInRequired(Exception):
+    """Nobody is signed in: a page redirects to the sign-in page, an htmx fragment answers 401 + HX-Redirect."""
+
+    def __init__(self, *, fragment: bool = False) -> None:
+        super().__init__("sign in first")
+        self.fragment = fragment
+
+
+def _sign_in_first(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, SignInRequired) and exc.fragment:
+        return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+    return _to_signin()
+
+
 _UNRESOLVED = object()
 
 
@@ -156,6 +171,29 @@ class Visitor:
         """Refuse a state-changing request without the session's CSRF token; then resolve who sent it."""
         await check_csrf(request)
         return await self.resolve(request)
+
+    # The dependencies of the pages: each returns who is signed in, or raises SignInRequired.
+
+    def page(self, request: Request) -> Principal:
+        """A page (sync: FastAPI runs it off the event loop, like the page itself)."""
+        principal = self(request)
+        if principal is None:
+            raise SignInRequired
+        return principal
+
+    async def form(self, request: Request) -> Principal:
+        """A form that changes state: the CSRF token is checked first."""
+        principal = await self.sending_form(request)
+        if principal is None:
+            raise SignInRequired
+        return principal
+
+    async def fragment(self, request: Request) -> Principal:
+        """An htmx request that changes state: like `form`, answered with a 401 the page follows."""
+        principal = await self.sending_form(request)
+        if principal is None:
+            raise SignInRequired(fragment=True)
+        return principal
 
     async def resolve(self, request: Request) -> Principal | None:
         """Like calling it, off the event loop (a cache miss queries the database)."""
@@ -215,6 +253,7 @@ def mount(
     operations: OperatorView,
     data: DataActions,
     secret_key: str,
+    integrations: IntegrationsFacade | None = None,
 ) -> None:
     """Add the web pages, their static files and the session cookie to `app`."""
     app.add_middleware(
@@ -225,11 +264,14 @@ def mount(
         same_site="lax",
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_exception_handler(SignInRequired, _sign_in_first)
     visitor = Visitor(auth)
     app.include_router(_router(auth=auth, profile=profile, recommender=recommender, visitor=visitor))
     app.include_router(_oidc_router(auth=auth))
     app.include_router(_sessions_router(auth=auth, visitor=visitor))
     app.include_router(_data_router(auth=auth, data=data, visitor=visitor))
+    if integrations is not None:
+        app.include_router(_calendar_router(integrations=integrations, profile=profile, visitor=visitor))
     app.include_router(_operations_router(operations=operations, visitor=visitor))
 
 
@@ -237,10 +279,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_model=None)
-    def home(request: Request) -> Response:
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+    def home(request: Request, principal: Annotated[Principal, Depends(visitor.page)]) -> Response:
         user_id = principal.user_id
         if not profile.consents(user_id=user_id).answered:
             # Onboarding: nobody gets a tip before they have seen what Tipwise asks to do.
@@ -248,18 +287,12 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         return _render(request, "tips.html")
 
     @router.get("/welcome", response_model=None)
-    def welcome(request: Request) -> Response:
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+    def welcome(request: Request, principal: Annotated[Principal, Depends(visitor.page)]) -> Response:
         user_id = principal.user_id
         return _render(request, "welcome.html", **_consent_fields(profile.consents(user_id=user_id)))
 
     @router.post("/welcome", response_model=None)
-    async def answer_welcome(request: Request) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return _to_signin()
+    async def answer_welcome(request: Request, principal: Annotated[Principal, Depends(visitor.form)]) -> Response:
         user_id = principal.user_id
         try:
             decisions = await _consent_decisions(request)
@@ -333,18 +366,17 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         return _to_signin()
 
     @router.post("/web/tips/next", response_model=None)
-    async def next_tip(request: Request) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+    async def next_tip(request: Request, principal: Annotated[Principal, Depends(visitor.fragment)]) -> Response:
         decision = await run_in_threadpool(recommender.next_tip, user_id=principal.user_id)
         return _render(request, "_card.html", decision=decision)
 
     @router.post("/web/tips/{tip_instance_id}/reaction", response_model=None)
-    async def react(request: Request, tip_instance_id: UUID, reaction: Annotated[Reaction, Form()]) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+    async def react(
+        request: Request,
+        principal: Annotated[Principal, Depends(visitor.fragment)],
+        tip_instance_id: UUID,
+        reaction: Annotated[Reaction, Form()],
+    ) -> Response:
         await run_in_threadpool(
             recommender.record_feedback,
             user_id=principal.user_id,
@@ -355,10 +387,9 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         return _render(request, "_reacted.html", reaction=reaction)
 
     @router.get("/history", response_model=None)
-    def history(request: Request, cursor: str | None = None) -> Response:
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+    def history(
+        request: Request, principal: Annotated[Principal, Depends(visitor.page)], cursor: str | None = None
+    ) -> Response:
         user_id = principal.user_id
         page = recommender.history(user_id=user_id, limit=20, cursor=cursor)
         prefs = profile.preferences(user_id=user_id)
@@ -395,18 +426,12 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         )
 
     @router.get("/preferences", response_model=None)
-    def preferences_page(request: Request) -> Response:
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+    def preferences_page(request: Request, principal: Annotated[Principal, Depends(visitor.page)]) -> Response:
         user_id = principal.user_id
         return preferences_view(request, user_id)
 
     @router.post("/preferences", response_model=None)
-    async def save_preferences(request: Request) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return _to_signin()
+    async def save_preferences(request: Request, principal: Annotated[Principal, Depends(visitor.form)]) -> Response:
         user_id = principal.user_id
         form = await request.form()
         fields: dict[str, Any] = {
@@ -425,10 +450,7 @@ def _router(*, auth: AuthFacade, profile: ProfileFacade, recommender: Recommende
         return await run_in_threadpool(preferences_view, request, user_id, saved=True)
 
     @router.post("/preferences/consents", response_model=None)
-    async def save_consents(request: Request) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return _to_signin()
+    async def save_consents(request: Request, principal: Annotated[Principal, Depends(visitor.form)]) -> Response:
         user_id = principal.user_id
         try:
             decisions = await _consent_decisions(request)
@@ -451,17 +473,11 @@ def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> AP
         return _render(request, "data.html", status_code, email=account.email, error=error)
 
     @router.get("/data", response_model=None)
-    def your_data(request: Request) -> Response:
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+    def your_data(request: Request, principal: Annotated[Principal, Depends(visitor.page)]) -> Response:
         return data_page(request, principal.user_id)
 
     @router.post("/data/export", response_model=None)
-    async def export(request: Request) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return _to_signin()
+    async def export(request: Request, principal: Annotated[Principal, Depends(visitor.form)]) -> Response:
         archive, filename = await run_in_threadpool(data.export, principal.user_id)
         return Response(
             archive,
@@ -470,10 +486,9 @@ def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> AP
         )
 
     @router.post("/data/delete", response_model=None)
-    async def delete_account(request: Request, confirm: Annotated[str, Form()] = "") -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return _to_signin()
+    async def delete_account(
+        request: Request, principal: Annotated[Principal, Depends(visitor.form)], confirm: Annotated[str, Form()] = ""
+    ) -> Response:
         try:
             await run_in_threadpool(data.erase, principal.user_id, confirm)
         except InvalidInput:
@@ -487,23 +502,65 @@ def _data_router(*, auth: AuthFacade, data: DataActions, visitor: Visitor) -> AP
     return router
 
 
+def _calendar_router(*, integrations: IntegrationsFacade, profile: ProfileFacade, visitor: Visitor) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def calendar_page(request: Request, user_id: UUID, status_code: int = 200, error: str | None = None) -> Response:
+        return _render(
+            request,
+            "calendar.html",
+            status_code,
+            integrations=integrations.connections(user_id=user_id),
+            consented=profile.allows(user_id=user_id, purpose=Purpose.CALENDAR_SIGNALS),
+            sync_minutes=f"{integrations.settings.sync_minutes:g}",
+            error=error,
+        )
+
+    @router.get("/calendar", response_model=None)
+    def calendar(request: Request) -> Response:
+        principal = visitor(request)
+        if principal is None:
+            return _to_signin()
+        return calendar_page(request, principal.user_id)
+
+    @router.post("/calendar", response_model=None)
+    async def connect(request: Request, url: Annotated[str, Form()] = "") -> Response:
+        principal = await visitor.sending_form(request)
+        if principal is None:
+            return _to_signin()
+        try:
+            await run_in_threadpool(integrations.add_calendar, user_id=principal.user_id, url=url)
+        except (ConsentRequired, InvalidInput) as exc:
+            error = exc.detail.removeprefix("url: ")
+            status = 409 if isinstance(exc, ConsentRequired) else 422
+            return await run_in_threadpool(calendar_page, request, principal.user_id, status, error)
+        return RedirectResponse("/calendar", status_code=303)
+
+    @router.post("/calendar/{integration_id}/remove", response_model=None)
+    async def remove(request: Request, integration_id: UUID) -> Response:
+        principal = await visitor.sending_form(request)
+        if principal is None:
+            return _to_signin()
+        # Someone else's calendar is a 404 problem, like an unknown one.
+        await run_in_threadpool(integrations.remove, user_id=principal.user_id, integration_id=integration_id)
+        return RedirectResponse("/calendar", status_code=303)
+
+    return router
+
+
 def _sessions_router(*, auth: AuthFacade, visitor: Visitor) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/sessions", response_model=None)
-    def sessions_page(request: Request) -> Response:
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+    def sessions_page(request: Request, principal: Annotated[Principal, Depends(visitor.page)]) -> Response:
         return _render(
             request, "sessions.html", sessions=auth.sessions(user_id=principal.user_id), current=principal.session_id
         )
 
     @router.post("/sessions/{session_id}/revoke", response_model=None)
-    async def revoke(request: Request, session_id: UUID) -> Response:
-        principal = await visitor.sending_form(request)
-        if principal is None:
-            return _to_signin()
+    async def revoke(
+        request: Request, principal: Annotated[Principal, Depends(visitor.form)], session_id: UUID
+    ) -> Response:
         # Someone else's session id is a 404 problem, like an unknown one.
         await run_in_threadpool(auth.revoke_session, user_id=principal.user_id, session_id=session_id)
         if session_id == principal.session_id:
@@ -519,9 +576,7 @@ def _operations_router(*, operations: OperatorView, visitor: Visitor) -> APIRout
 
     def operator(request: Request) -> Response | None:
         """Return a response refusing the request, or None when the caller is an operator."""
-        principal = visitor(request)
-        if principal is None:
-            return _to_signin()
+        principal = visitor.page(request)
         # The role comes from the account at the session check, so a revoked role is honoured.
         if principal.role is not Role.OPERATOR:
             return _render(request, "forbidden.html", 403)

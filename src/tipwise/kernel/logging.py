@@ -42,6 +42,13 @@ _SECRET_WORDS = ("password", "passwd", "token", "secret", "authorization", "cook
 _SECRET_TEXT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+|(?i:bearer)\s+[\w.~+/=-]{8,}")
 
 
+# HTTP clients (httpx logs every request at INFO) name the URLs they fetch, and a URL's path or
+# query may be a credential: a calendar's secret iCal address, a signed link. Their records keep
+# the scheme and host only.
+_URL = re.compile(r"\b((?:https?|wss?)://[^/\s\"'?#]+)[/?#][^\s\"']*")
+_HTTP_CLIENT_LOGGERS = frozenset({"httpx", "httpcore"})
+
+
 def _is_secret_key(key: str) -> bool:
     name = key.lower().replace("-", "_")
     return name in SECRET_KEYS or any(word in name for word in _SECRET_WORDS)
@@ -58,11 +65,17 @@ def _scrub(value: Any) -> Any:
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Replace the values of secret-looking keys, and JWTs or bearer credentials in text, by a marker."""
+    """Replace the values of secret-looking keys, and JWTs or bearer credentials in text, by a marker.
+
+    In the records of HTTP client libraries, URLs lose their path and query too.
+    """
+    http_client = str(event_dict.get("logger", "")).split(".")[0] in _HTTP_CLIENT_LOGGERS
     for key, value in list(event_dict.items()):
         if key.startswith("_"):  # structlog's own bookkeeping (the stdlib record, the logger)
             continue
         event_dict[key] = REDACTED if _is_secret_key(key) else _scrub(value)
+        if http_client and isinstance(event_dict[key], str):
+            event_dict[key] = _URL.sub(rf"\1/{REDACTED}", event_dict[key])
     return event_dict
 
 

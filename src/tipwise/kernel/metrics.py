@@ -36,6 +36,11 @@ class Metrics:
             "Reactions that arrived after the reward wait had already applied the default reward.",
             registry=self.registry,
         )
+        self.snapshot_failures = Counter(
+            "tipwise_model_snapshot_failures_total",
+            "Snapshots the learner could not publish to the model registry (retried after the snapshot interval).",
+            registry=self.registry,
+        )
         self.learner_lag_events = Gauge(
             "tipwise_learner_lag_events",
             "Events on the log the learner has not applied yet.",

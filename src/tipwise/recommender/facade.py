@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,18 @@ from tipwise.recommender.settings import RecommenderSettings
 SEED_BITS = 63
 # What a person must grant for the learner to learn from their reactions.
 LEARNING_PURPOSES = frozenset({Purpose.PERSONALIZATION, Purpose.MODEL_TRAINING})
+
+
+# How far around the decision the calendar's busy intervals are read (the features look 4 hours ahead).
+CALENDAR_WINDOW = timedelta(hours=6)
+
+
+class CalendarPort(Protocol):
+    """Busy times of a person's connected calendar (the integrations module)."""
+
+    def busy_intervals(
+        self, *, user_id: UUID, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, datetime]] | None: ...
 
 
 def random_seed() -> int:
@@ -44,8 +57,10 @@ class RecommenderFacade:
         settings: RecommenderSettings,
         on_commit: Callable[[], None] = lambda: None,
         seeds: Callable[[], int] = random_seed,
+        calendar: CalendarPort | None = None,
     ) -> None:
         self._db = db
+        self._calendar = calendar
         self._advice = advice
         self._profile = profile
         self._clock = clock
@@ -68,16 +83,22 @@ class RecommenderFacade:
         """
         prefs = self._profile.preferences(user_id=user_id)
         purposes = self._profile.consents(user_id=user_id).granted
+        now = self._clock.now()
+        busy = None
+        # Purpose binding: the calendar is not even read without the consent to calendar signals.
+        if self._calendar is not None and Purpose.CALENDAR_SIGNALS in purposes:
+            busy = self._calendar.busy_intervals(user_id=user_id, start=now, end=now + CALENDAR_WINDOW)
         # Decide in a read transaction; hold the write lock only to record the decision.
         with self._db.read() as session:
             plan = self._decisions.plan(
                 session,
                 prefs=prefs,
                 purposes=purposes,
-                now=self._clock.now(),
+                now=now,
                 seed=self._seeds(),
                 explore=explore,
                 allow_nothing=allow_nothing,
+                busy=busy,
             )
         if plan is None:
             self._metrics.empty_decisions.inc()
@@ -93,6 +114,7 @@ class RecommenderFacade:
                     seed=plan.seed,
                     explore=explore,
                     allow_nothing=allow_nothing,
+                    busy=busy,
                 )
             decision = self._decisions.record(session, plan) if plan is not None else None
         if decision is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -51,6 +52,7 @@ class DecisionService:
         seed: int,
         explore: bool,
         allow_nothing: bool = False,
+        busy: Sequence[tuple[datetime, datetime]] | None = None,
     ) -> Plan | None:
         """Choose a tip for the person (candidates, features, policy); None if nothing fits. Writes nothing.
 
@@ -59,7 +61,8 @@ class DecisionService:
         on context and tip features alone (what anyone would get at this local
         time): a non-personalized policy. The history is still read, but only
         for the rules the person set or the service needs (recently shown,
-        not-for-me), never as features.
+        not-for-me), never as features. `busy` holds the busy intervals of the
+        person's calendar, read only when `purposes` allow calendar signals.
         """
         local_now = now.astimezone(prefs.zone)
         history = repository.history_since(session, user_id=prefs.user_id, since=now - self.history_window)
@@ -74,12 +77,16 @@ class DecisionService:
         if not tips:
             return None
         context = self.assembler.assemble(
-            local_now=local_now, history=history, tips=tips, purposes=purposes, allow_nothing=allow_nothing
+            local_now=local_now,
+            history=history,
+            tips=tips,
+            purposes=purposes,
+            allow_nothing=allow_nothing,
+            busy=busy,
         )
         ids = list(context.actions)
-        ranked = self.scorer.decide(
-            context=context.shared, candidates=list(context.actions.values()), seed=seed, explore=explore
-        )
+        candidates = list(context.actions.values()) if context.candidates is None else context.candidates
+        ranked = self.scorer.decide(context=context.shared, candidates=candidates, seed=seed, explore=explore)
         chosen_id = ids[ranked.live.decision.index]
         chosen = None if chosen_id == SEND_NOTHING else tips[ranked.live.decision.index]
         return Plan(user_id=prefs.user_id, now=now, seed=seed, context=context, ids=ids, ranked=ranked, chosen=chosen)

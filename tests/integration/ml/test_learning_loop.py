@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import ContainerFactory
 from tests.support.consents import registered
@@ -15,6 +15,7 @@ from tipwise.advice import Category
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.errors import Conflict
+from tipwise.ml.pipelines.models import ModelRow
 from tipwise.profile import Purpose
 from tipwise.recommender import FeedbackRequest, NextTipOut, Reaction
 from tipwise.recommender.models import TipInstanceRow
@@ -60,7 +61,8 @@ class TestLearningLoop:
         assert first.model_version == 0
         _react(container, user, first, Reaction.DONE)
 
-        assert container.worker.run_once() == 2  # tip.decided + feedback.reaction
+        # tip.decided + feedback.reaction for the learner; the 6 consent.changed of sign-up for integrations.
+        assert container.worker.run_once() == 2 + 6
         assert container.registry.versions() == {"linucb": 1, "epsilon_greedy": 1, "random": 1}
         assert _decide(container, user).model_version == 1
 
@@ -90,6 +92,25 @@ class TestLearningLoop:
         theta_before = second.learner.model("linucb").state_bytes()
         assert second.worker.run_once() == 0
         assert second.learner.model("linucb").state_bytes() == theta_before
+
+    def test_models_stored_under_the_previous_feature_spec_start_fresh_and_learn_on(
+        self, make_container: ContainerFactory, sqlite_url: str
+    ) -> None:
+        first = make_container(sqlite_url)
+        user = _user(first, "upgrade@example.com")
+        _react(first, user, _decide(first, user), Reaction.DONE)
+        first.worker.run_once()
+        pending = _decide(first, user)
+        with first.db.write() as session:  # as if stored before the hashed spec (another state layout)
+            session.execute(update(ModelRow).values(feature_spec="tipwise.tips/v2", state=b"not this layout"))
+        first.close()
+
+        second = make_container(sqlite_url)
+        assert second.registry.versions()["linucb"] == 0
+        _react(second, user, pending, Reaction.DONE)
+        second.worker.run_once()
+        assert second.registry.versions()["linucb"] == 1
+        assert _decide(second, user).model_version == 1
 
     def test_no_reaction_within_the_wait_gives_the_default_reward_and_late_reactions_are_counted(
         self, container: Container, clock: FakeClock
@@ -186,7 +207,7 @@ class TestSimulatedUser:
         decisions = [(user, _decide(container, user)) for user in users for _ in range(3)]
         for user, decision in decisions:
             _react(container, user, decision, Reaction.DONE)
-        assert container.worker.run_once() == 30
+        assert container.worker.run_once() == 30 + 5 * 6  # and each person's 6 consent.changed (integrations)
         assert container.registry.versions()["linucb"] == 15
         assert container.bus.lag(container.learner.name).events == 0
         with container.db.read() as session:

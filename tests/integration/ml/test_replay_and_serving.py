@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -18,9 +19,11 @@ from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.metrics import Metrics
 from tipwise.ml.pipelines import LearnerSettings, replay, stored_states
+from tipwise.ml.pipelines import repository as ml_repository
 from tipwise.ml.pipelines.learner import same_state
-from tipwise.ml.serving import FileModelRegistry, HttpScorer, PolicyRegistry
+from tipwise.ml.serving import CandidateSet, FileModelRegistry, HttpScorer, ModelSnapshot, PolicyRegistry, RidgeModel
 from tipwise.ml.serving.app import SnapshotLoader, create_scoring_app
+from tipwise.ml.serving.policies import FactoredRidge, layout_for
 from tipwise.recommender import FEATURE_SPEC, FeedbackRequest, Reaction
 
 
@@ -81,8 +84,74 @@ class TestReplay:
         )
         assert not same_state(rebuilt["linucb"].state_bytes(), stored_states(container.db)["linucb"])
 
+    def test_a_model_stored_in_the_format_before_the_exact_statistics_is_rebuilt_from_the_log(
+        self, make_container: ContainerFactory, clock: FakeClock
+    ) -> None:
+        container = make_container()
+        _session(container, clock, decisions=15)
+        expected = stored_states(container.db)
+        dim = FactoredRidge(layout_for(FEATURE_SPEC, shared_weights=False), 5.0).dim
+        with container.db.write() as session:
+            row = ml_repository.models(session)["linucb"]
+            # An untrained dense inverse: what a model of the old format held before it learned anything.
+            row.state = RidgeModel(dim, 5.0).to_bytes()
+            ml_repository.save_model(session, row)
+
+        container.learner.restore()
+
+        stored = stored_states(container.db)
+        assert same_state(stored["linucb"], expected["linucb"])
+        assert same_state(container.learner.model("linucb").state_bytes(), expected["linucb"])
+        assert container.registry.versions()["linucb"] == container.learner.model("linucb").version > 0
+
+
+class FlakyRegistry(FileModelRegistry):
+    """The file registry, but publishing fails while `down` (as a remote MLflow that is unreachable)."""
+
+    down = False
+
+    def publish(self, snapshot: ModelSnapshot) -> ModelSnapshot:
+        if self.down:
+            raise ConnectionError("the model registry is unreachable")
+        return super().publish(snapshot)
+
 
 class TestSnapshots:
+    def test_a_registry_that_fails_neither_stops_learning_nor_loses_the_snapshot(
+        self, make_container: ContainerFactory, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        flaky = FlakyRegistry(tmp_path / "flaky")
+        flaky.down = True
+        container = make_container(
+            learner_settings=LearnerSettings(snapshot_every_rewards=1, snapshot_every_seconds=60), models=flaky
+        )
+        user = registered(container, "flaky@example.com")
+        for n in range(2):
+            decision = container.recommender.next_tip(user_id=user)
+            assert decision is not None
+            container.recommender.record_feedback(
+                user_id=user,
+                request=FeedbackRequest(
+                    tip_instance_id=decision.tip_instance_id, reaction=Reaction.DONE, idempotency_key=f"f{n}"
+                ),
+            )
+            container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 2  # learned and committed all the same
+        assert flaky.latest("linucb") is None
+        # One attempt, then a pause of the snapshot interval: not one attempt per batch.
+        assert "tipwise_model_snapshot_failures_total 1.0" in container.metrics.render().decode()
+
+        flaky.down = False
+        clock.advance(timedelta(seconds=59))
+        container.worker.run_once()
+        assert flaky.latest("linucb") is None
+        clock.advance(timedelta(seconds=1))
+        container.worker.run_once()
+        latest = flaky.latest("linucb")
+        assert latest is not None
+        assert latest.version == 2
+        assert "tipwise_model_snapshot_failures_total 1.0" in container.metrics.render().decode()
+
     def test_the_learner_publishes_a_snapshot_every_n_rewards(
         self, make_container: ContainerFactory, clock: FakeClock
     ) -> None:
@@ -95,9 +164,53 @@ class TestSnapshots:
         assert snapshot.version >= 5
         assert snapshot.version <= container.registry.versions()["linucb"]
         assert snapshot.spec == container.learner.model("linucb").spec_dict()
-        assert snapshot.feature_spec == "tipwise.tips/v2"
+        assert snapshot.feature_spec == "tipwise.tips/v3"
         assert snapshot.reward_map["values"]["done"] == 1.0
         assert snapshot.reward_map["wait_seconds"] == 24 * 3600
+
+    def test_a_snapshot_records_the_training_range_across_restarts_and_erasures(
+        self, make_container: ContainerFactory, sqlite_url: str, clock: FakeClock
+    ) -> None:
+        container = make_container(sqlite_url)
+        alice, bob = registered(container, "alice@example.com"), registered(container, "bob@example.com")
+        first = container.recommender.next_tip(user_id=alice)
+        assert first is not None
+        clock.advance(timedelta(minutes=5))
+        reacted_at = clock.now()
+        container.recommender.record_feedback(
+            user_id=alice,
+            request=FeedbackRequest(tip_instance_id=first.tip_instance_id, reaction=Reaction.DONE, idempotency_key="a"),
+        )
+        container.worker.run_once()
+        assert container.recommender.next_tip(user_id=bob) is not None  # Bob never reacts
+        container.worker.run_once()
+        clock.advance(container.learner.reward_map.wait + timedelta(seconds=1))
+        defaulted_at = clock.now()
+        container.worker.run_once()  # publishes reward.defaulted for Bob's tip, stamped now
+        container.worker.run_once()
+        assert container.registry.versions()["linucb"] == 2
+
+        written = {s.name: s for s in container.learner.snapshot()}
+        assert {(s.trained_from, s.trained_until) for s in written.values()} == {(reacted_at, defaulted_at)}
+        assert written["linucb"].learned_until == reacted_at  # the newest reaction; the default is none
+        assert written["linucb"].metrics == {"rewards": 2}
+        container.close()
+
+        restarted = make_container(sqlite_url)
+        again = FileModelRegistry(restarted.settings.models_dir)
+        restarted.learner.snapshot()
+        latest = again.latest("linucb")
+        assert latest is not None
+        assert (latest.trained_from, latest.trained_until) == (reacted_at, defaulted_at)
+        assert latest.learned_until is None  # nothing learned since the restart: no latency to measure
+
+        restarted.privacy.erase(user_id=alice)
+        restarted.worker.run_once()
+        restarted.worker.run_once()
+        rebuilt = again.latest("linucb")
+        assert rebuilt is not None
+        assert rebuilt.version == 1
+        assert (rebuilt.trained_from, rebuilt.trained_until) == (defaulted_at, defaulted_at)
 
     def test_feedback_to_decision_latency_is_measured_once_per_model(
         self, container: Container, clock: FakeClock
@@ -162,9 +275,10 @@ class TestMlServe:
         try:
             for seed, decision in enumerate(logged[:25]):
                 candidates = [decision.actions[t] for t in decision.actions]
+                prepared = CandidateSet(FEATURE_SPEC, candidates)  # what the recommender hands over in process
                 for explore in (True, False):
                     local = container.registry.decide(
-                        context=decision.shared, candidates=candidates, seed=seed, explore=explore
+                        context=decision.shared, candidates=prepared, seed=seed, explore=explore
                     )
                     assert (
                         remote.decide(context=decision.shared, candidates=candidates, seed=seed, explore=explore)

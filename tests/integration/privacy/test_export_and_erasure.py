@@ -33,7 +33,7 @@ log_ = get_logger(__name__)
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
-MODULES = {"auth", "profile", "recommender", "learner", "events"}
+MODULES = {"auth", "profile", "integrations", "recommender", "learner", "events"}
 
 
 def _activity(container: Container, clock: FakeClock, people: list[UUID], *, rounds: int) -> None:

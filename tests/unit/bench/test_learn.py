@@ -113,7 +113,8 @@ class TestFullInformationRidge:
         candidates = [{name: 1.0} for name in spec.action]
         for i in range(stream.n):
             rows = layout.rows(dict(zip(spec.shared, stream.x[i].tolist(), strict=True)), candidates)
-            np.testing.assert_allclose(closed.mean(stream.x[i]), factored.mean(rows), atol=1e-10)
+            # FactoredRidge learns its rows rounded to multiples of 2^-16 (exact statistics); the ceiling does not.
+            np.testing.assert_allclose(closed.mean(stream.x[i]), factored.mean(rows), atol=1e-5)
             truth = np.eye(4)[stream.y[i]]
             for action in range(4):
                 factored.update(rows.select(action), float(truth[action]))

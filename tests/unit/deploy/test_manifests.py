@@ -635,6 +635,24 @@ class TestDockerfile:
         assert "--require-hashes" in runs[lock_install].split()
         assert lock_install < self_install
 
+    def test_the_mlflow_client_is_installed_from_its_hash_lock_only_when_asked(self) -> None:
+        builder = dockerfile_stages()[0]
+        runs = [rest for keyword, rest in builder if keyword == "RUN"]
+        mlflow_install = next(i for i, run in enumerate(runs) if "-r requirements/mlflow.lock" in run)
+        app_install = next(i for i, run in enumerate(runs) if "-r requirements/app.lock" in run)
+
+        assert ("ARG", "TIPWISE_MLFLOW=0") in builder
+        assert runs[mlflow_install].startswith('if [ "$TIPWISE_MLFLOW" = 1 ]; then')
+        assert "--require-hashes" in runs[mlflow_install].split()
+        assert app_install < mlflow_install
+        app_lock = (REPO / "requirements/app.lock").read_text()
+        mlflow_lock = (REPO / "requirements/mlflow.lock").read_text()
+        pinned = {line.split(" ")[0] for line in app_lock.splitlines() if "==" in line and not line.startswith("#")}
+        assert pinned <= {line.split(" ")[0] for line in mlflow_lock.splitlines() if "==" in line}, (
+            "the MLflow lock must pin every package of the app lock at the same version"
+        )
+        assert "mlflow-skinny==" in mlflow_lock
+
     def test_runs_as_a_fixed_non_root_user(self) -> None:
         users = [rest for keyword, rest in dockerfile_stages()[-1] if keyword == "USER"]
 

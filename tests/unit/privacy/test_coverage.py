@@ -7,6 +7,7 @@ from sqlalchemy import Column, MetaData, Table, Uuid
 from tests.support.privacy import import_every_model, tables_holding_user_ids
 from tipwise.auth import AuthPersonalData
 from tipwise.events import EventsPersonalData
+from tipwise.integrations import IntegrationsPersonalData
 from tipwise.kernel.privacy import PersonalData
 from tipwise.ml.pipelines import LearnerPersonalData
 from tipwise.profile import ProfilePersonalData
@@ -15,6 +16,7 @@ from tipwise.recommender import RecommenderPersonalData
 PORTS: list[PersonalData] = [
     AuthPersonalData(),
     ProfilePersonalData(),
+    IntegrationsPersonalData(),
     RecommenderPersonalData(),
     LearnerPersonalData(),
     EventsPersonalData(),

@@ -14,6 +14,7 @@ from tipwise.advice import Category, Effort, TimeOfDay, Tip, load_library
 from tipwise.profile import Purpose
 from tipwise.recommender.domain.candidates import PastShow
 from tipwise.recommender.domain.features import (
+    CALENDAR_FEATURES,
     FEATURE_PURPOSES,
     FEATURE_SPEC,
     CategoryStats,
@@ -21,6 +22,7 @@ from tipwise.recommender.domain.features import (
     FeatureAssembler,
     UndeclaredFeature,
     bind,
+    calendar_features,
     category_stats,
 )
 from tipwise.recommender.domain.reactions import Reaction
@@ -206,10 +208,65 @@ class TestFeatureSpecParity:
 
         snapshot = context.snapshot()
 
-        assert snapshot["feature_spec"] == "tipwise.tips/v2"
+        assert snapshot["feature_spec"] == "tipwise.tips/v3"
         assert snapshot["feature_spec"] == FEATURE_SPEC.name
         assert snapshot["shared"] == context.shared
         assert snapshot["actions"] == context.actions
+
+    def test_no_two_declared_features_share_a_hashed_position(self) -> None:
+        # On failure (a new declared name took a used bucket): pick `collision_free_seed(FEATURE_SPEC)`
+        # and a new spec name, or rename the feature.
+        assert FEATURE_SPEC.shared_bits is not None
+        assert FEATURE_SPEC.action_bits is not None
+        assert FEATURE_SPEC.collisions() == []
+
+
+def personal_history() -> list[PastShow]:
+    return [
+        show(category, reaction, hours_ago=hours)
+        for hours, (category, reaction) in enumerate(((c, r) for c in Category for r in (*Reaction, None)), start=13)
+    ]
+
+
+class TestPreparedCandidates:
+    @pytest.mark.parametrize(
+        "purposes",
+        [frozenset(Purpose), frozenset(Purpose) - {Purpose.PERSONALIZATION}, frozenset()],
+        ids=["all", "no-personalization", "none"],
+    )
+    @pytest.mark.parametrize("allow_nothing", [False, True])
+    def test_vectors_kept_per_tip_equal_hashing_the_snapshot_features(
+        self, purposes: frozenset[Purpose], allow_nothing: bool
+    ) -> None:
+        tips = list(load_library().tips)
+        assembler = FeatureAssembler()
+        for local_now in (NOW.astimezone(PARIS), SATURDAY_MORNING, datetime(2026, 3, 4, 19, 0, tzinfo=PARIS)):
+            context = assembler.assemble(
+                local_now=local_now,
+                history=personal_history(),
+                tips=tips[::2] if local_now == SATURDAY_MORNING else tips,
+                purposes=purposes,
+                allow_nothing=allow_nothing,
+            )
+            candidates = context.candidates
+            assert candidates is not None
+            features = list(context.actions.values())
+
+            assert list(candidates) == features
+            np.testing.assert_array_equal(candidates.action, FEATURE_SPEC.action_matrix(features))
+
+    def test_a_changed_tip_gets_a_new_row(self) -> None:
+        assembler = FeatureAssembler()
+        before = make_tip("walk", minutes=5)
+        after = make_tip("walk", minutes=60, effort=Effort.HIGH)
+        first = assembler.assemble(local_now=NOW, history=[], tips=[before], purposes=frozenset(Purpose))
+        second = assembler.assemble(local_now=NOW, history=[], tips=[after], purposes=frozenset(Purpose))
+
+        assert first.candidates is not None
+        assert second.candidates is not None
+        np.testing.assert_array_equal(first.candidates.action, FEATURE_SPEC.action_matrix([first.actions["walk"]]))
+        np.testing.assert_array_equal(second.candidates.action, FEATURE_SPEC.action_matrix([second.actions["walk"]]))
+        assert not np.array_equal(first.candidates.action, second.candidates.action)
 
 
 class TestCategoryStats:
@@ -251,8 +308,10 @@ class TestPurposeBinding:
         assert set(FEATURE_SPEC.shared) | set(FEATURE_SPEC.action) == set(FEATURE_PURPOSES)
         personal = {name for name, purpose in FEATURE_PURPOSES.items() if purpose is Purpose.PERSONALIZATION}
         assert personal == {"user_category_shown", *(f"user_category_{r}" for r in Reaction)}
-        # Nothing about the moment needs consent: it is the context any decision has.
-        assert all(FEATURE_PURPOSES[name] is None for name in FEATURE_SPEC.shared)
+        calendar = {name for name, purpose in FEATURE_PURPOSES.items() if purpose is Purpose.CALENDAR_SIGNALS}
+        assert calendar == {"busy_now", "minutes_to_next_event", "free_block_minutes"} == set(CALENDAR_FEATURES)
+        # Nothing else about the moment needs consent: it is the context any decision has.
+        assert all(FEATURE_PURPOSES[name] is None for name in FEATURE_SPEC.shared if name not in calendar)
 
     def test_without_personalization_the_history_gives_no_feature(self) -> None:
         history = [show(Category.MOVEMENT, Reaction.DONE), show(Category.MOVEMENT, Reaction.DONE, hours_ago=40)]
@@ -281,3 +340,68 @@ class TestPurposeBinding:
         assert bind(features, frozenset({Purpose.PERSONALIZATION})) == features
         with pytest.raises(UndeclaredFeature, match="calendar_busy"):
             bind({"calendar_busy": 1.0}, frozenset(Purpose))
+
+
+def _scaled(minutes: float) -> float:
+    return round(math.log1p(minutes) / math.log1p(240), 6)
+
+
+class TestCalendarFeatures:
+    def test_inside_a_busy_interval_the_person_is_busy_with_no_free_block(self) -> None:
+        busy = [
+            (NOW - timedelta(minutes=10), NOW + timedelta(minutes=20)),
+            (NOW + timedelta(hours=1), NOW + timedelta(hours=2)),
+        ]
+        assert calendar_features(NOW, busy) == {"busy_now": 1.0, "minutes_to_next_event": _scaled(60)}
+
+    def test_between_events_the_free_block_runs_to_the_next_one(self) -> None:
+        busy = [
+            (NOW - timedelta(hours=1), NOW - timedelta(minutes=5)),
+            (NOW + timedelta(minutes=30), NOW + timedelta(hours=1)),
+        ]
+        features = calendar_features(NOW, busy)
+        assert features == {"minutes_to_next_event": _scaled(30), "free_block_minutes": _scaled(30)}
+        assert 0.0 < features["free_block_minutes"] < 1.0
+
+    def test_a_free_calendar_reads_as_free_for_the_whole_horizon(self) -> None:
+        assert calendar_features(NOW, []) == {"minutes_to_next_event": 1.0, "free_block_minutes": 1.0}
+        far = [(NOW + timedelta(hours=7), NOW + timedelta(hours=8))]
+        assert calendar_features(NOW, far) == {"minutes_to_next_event": 1.0, "free_block_minutes": 1.0}
+
+    def test_an_event_starting_now_makes_the_person_busy(self) -> None:
+        assert calendar_features(NOW, [(NOW, NOW + timedelta(minutes=30))]) == {
+            "busy_now": 1.0,
+            "minutes_to_next_event": 1.0,
+        }
+
+    def test_the_assembler_uses_the_calendar_only_with_its_consent(self) -> None:
+        busy = [(NOW - timedelta(minutes=5), NOW + timedelta(minutes=25))]
+        tips = [make_tip("walk")]
+        local_now = NOW.astimezone(PARIS)
+        granted = FeatureAssembler().assemble(
+            local_now=local_now, history=[], tips=tips, purposes=frozenset({Purpose.CALENDAR_SIGNALS}), busy=busy
+        )
+        assert granted.shared["busy_now"] == 1.0
+        withheld = FeatureAssembler().assemble(
+            local_now=local_now,
+            history=[],
+            tips=tips,
+            purposes=frozenset(set(Purpose) - {Purpose.CALENDAR_SIGNALS}),
+            busy=busy,
+        )
+        assert not set(withheld.shared) & set(CALENDAR_FEATURES)
+        no_calendar = FeatureAssembler().assemble(
+            local_now=local_now, history=[], tips=tips, purposes=frozenset(Purpose), busy=None
+        )
+        assert not set(no_calendar.shared) & set(CALENDAR_FEATURES)
+
+    def test_the_calendar_features_fit_the_spec(self) -> None:
+        busy = [
+            (NOW - timedelta(minutes=5), NOW + timedelta(minutes=25)),
+            (NOW + timedelta(hours=1), NOW + timedelta(hours=2)),
+        ]
+        context = FeatureAssembler().assemble(
+            local_now=NOW, history=[], tips=[make_tip("walk")], purposes=frozenset(Purpose), busy=busy
+        )
+        row = FEATURE_SPEC.row(context.shared, context.actions["walk"])
+        assert row[FEATURE_SPEC.shared_index("busy_now")] != 0.0

@@ -36,7 +36,7 @@ import io
 import itertools
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -60,7 +60,7 @@ from tipwise.ml.serving import (
     PolicyRegistry,
     PolicySpec,
     build_policy,
-    copy_policy,
+    state_is_converted,
 )
 from tipwise.recommender import FeedbackReaction, TipDecided
 
@@ -94,52 +94,43 @@ class Outcome:
     late: int = 0
     withheld: int = 0
     last_reaction_at: datetime | None = None
+    # The training range of the examples: the times of their first and last reward.
+    trained: TrainingRange | None = None
+
+    def rewarded(self, example: LoggedReward, at: datetime) -> None:
+        self.examples.append(example)
+        self.trained = TrainingRange(start=at, end=at).union(self.trained)
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """A `tip.decided` as the learner reads it: the decision, and whom it was for."""
+@dataclass(frozen=True, kw_only=True)
+class TrainingRange:
+    """The times of the oldest and newest reward (a reaction, or the default) a model learned."""
 
-    decision: TipDecided
-    person: UUID | None
+    start: datetime
+    end: datetime
 
-    @property
-    def tip_instance_id(self) -> UUID:
-        return self.decision.tip_instance_id
-
-
-@dataclass(frozen=True, slots=True)
-class Reacted:
-    reaction: FeedbackReaction
-
-    @property
-    def tip_instance_id(self) -> UUID:
-        return self.reaction.tip_instance_id
+    def union(self, other: TrainingRange | None) -> TrainingRange:
+        if other is None:
+            return self
+        return TrainingRange(start=min(self.start, other.start), end=max(self.end, other.end))
 
 
-@dataclass(frozen=True, slots=True)
-class Defaulted:
-    tip_instance_id: UUID
+LearnedMessage = events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
 
 
-Learnable = Decided | Reacted | Defaulted
-
-
-def decode(log: Iterable[events.Event]) -> Iterator[Learnable]:
-    """Yield each learned event of `log` decoded, in order; other event types are left out."""
-    for event in log:
-        if event.type == events.TIP_DECIDED:
-            decision = TipDecided.from_message(event.message(events.messages.TipDecided))
-            yield Decided(decision=decision, person=_person(event.subject))
-        elif event.type == events.FEEDBACK_REACTION:
-            yield Reacted(reaction=FeedbackReaction.from_message(event.message(events.messages.FeedbackReaction)))
-        elif event.type == events.REWARD_DEFAULTED:
-            message = event.message(events.messages.RewardDefaulted)
-            yield Defaulted(tip_instance_id=UUID(message.tip_instance_id))
+def decode(batch: Iterable[events.Event]) -> list[tuple[events.Event, LearnedMessage]]:
+    """Return each learned event with its payload, decoded once for the whole join."""
+    decoded = []
+    for event in batch:
+        message = event.message()
+        if not isinstance(message, LearnedMessage):
+            raise TypeError(f"the learner does not learn from {event.type!r} events")
+        decoded.append((event, message))
+    return decoded
 
 
 def join(
-    batch: Iterable[Learnable],
+    batch: Iterable[tuple[events.Event, LearnedMessage]],
     *,
     rewards: RewardMap,
     remember: Callable[[Pending], None],
@@ -147,9 +138,9 @@ def join(
 ) -> Outcome:
     """Turn decoded events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
     outcome = Outcome()
-    for item in batch:
-        if isinstance(item, Decided):
-            decided = item.decision
+    for event, message in batch:
+        if isinstance(message, events.messages.TipDecided):
+            decided = TipDecided.from_message(message)
             if not decided.learnable:
                 outcome.withheld += 1
                 continue
@@ -160,11 +151,11 @@ def join(
                     shared=decided.shared,
                     action=decided.action,
                     propensity=decided.propensity,
-                    user_id=item.person,
+                    user_id=_person(event.subject),
                 )
             )
-        elif isinstance(item, Reacted):
-            reaction = item.reaction
+        elif isinstance(message, events.messages.FeedbackReaction):
+            reaction = FeedbackReaction.from_message(message)
             pending = take(reaction.tip_instance_id)
             if not reaction.learnable:
                 outcome.withheld += pending is not None
@@ -172,13 +163,13 @@ def join(
             if pending is None:
                 outcome.late += 1
                 continue
-            outcome.examples.append(_example(pending, rewards.reward(reaction.reaction.value)))
+            outcome.rewarded(_example(pending, rewards.reward(reaction.reaction.value)), reaction.reacted_at)
             outcome.reactions += 1
             outcome.last_reaction_at = reaction.reacted_at
         else:
-            pending = take(item.tip_instance_id)
+            pending = take(UUID(message.tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
-                outcome.examples.append(_example(pending, rewards.default))
+                outcome.rewarded(_example(pending, rewards.default), event.time)
                 outcome.timeouts += 1
     return outcome
 
@@ -234,11 +225,14 @@ class Learner:
         self._history = history
         self._rebuilt = False
         self._models: dict[str, Policy] = {}
+        self._trained: dict[str, TrainingRange | None] = {}
+        self._states: dict[str, tuple[Policy, int, bytes]] = {}
         self._dirty = False
         self._last_reaction_at: datetime | None = None
         self._unsnapshotted = 0
         self._before_batch: tuple[datetime | None, int] = (None, 0)
         self._last_snapshot_at = clock.now()
+        self._snapshot_failed_at: datetime | None = None
         self.restore()
 
     @property
@@ -254,13 +248,43 @@ class Learner:
         with self._db.read() as session:
             stored = repository.models(session)
         self._models = fresh_models(self._registry.specs, self._registry.features)
+        self._trained = dict.fromkeys(self._models)
+        converted = []
         for name, model in self._models.items():
             row = stored.get(name)
             if row is not None and self._compatible(row, model):
                 model.load_state(row.state)
+                if row.trained_from is not None and row.trained_until is not None:
+                    self._trained[name] = TrainingRange(start=row.trained_from, end=row.trained_until)
+                converted += [name] if state_is_converted(model) else []
             elif row is not None:
                 log.warning("model_reset", policy=name, reason="spec, features or reward map changed")
+        if converted:
+            self._rebuild_converted(converted)
         self._publish()
+
+    def _rebuild_converted(self, names: Sequence[str]) -> None:
+        """Replace models stored in a format before the exact statistics by a replay of the applied events.
+
+        The converted state answers like the stored one up to rounding, but only a
+        replay makes the model equal, bit for bit, to what the log rebuilds.
+        """
+        if self._history is None:
+            log.warning("model_state_converted", policies=list(names), reason="no event history to replay")
+            return
+        started = time.perf_counter()
+        with self._db.write() as session:
+            rebuilt = replay(
+                self._history(session),
+                specs=self._registry.specs,
+                features=self._registry.features,
+                rewards=self._rewards,
+            )
+            now = self._clock.now()
+            for name in names:
+                self._models[name] = rebuilt[name]
+                repository.save_model(session, self._row(name, rebuilt[name], now))
+        log.info("models_rebuilt_from_old_state_format", policies=list(names), seconds=time.perf_counter() - started)
 
     def _compatible(self, row: ModelRow, model: Policy) -> bool:
         return (
@@ -284,9 +308,9 @@ class Learner:
     def _apply_learned(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         # One query loads every stored decision the batch may refer to; decisions made and
         # rewarded within the batch never touch the table; the rest is written in bulk.
-        # Each payload is decoded once, for the lookup and the join.
-        decoded = list(decode(batch))
-        referenced = {item.tip_instance_id for item in decoded}
+        decoded = decode(batch)
+        # Parsed once per decision: its tip.decided and its reaction often share a batch.
+        referenced = {UUID(text) for text in {message.tip_instance_id for _, message in decoded}}
         stored = {
             key: Pending(
                 tip_instance_id=row.tip_instance_id,
@@ -340,17 +364,16 @@ class Learner:
             self._metrics.rewards.labels(source="timeout").inc(outcome.timeouts)
         if outcome.last_reaction_at is not None:
             self._last_reaction_at = outcome.last_reaction_at
-        self._learn(session, outcome.examples)
+        self._learn(session, outcome.examples, outcome.trained)
 
     def committed(self) -> None:
         if self._dirty:
             self._publish()
         if self._rebuilt:
-            # A rebuilt model replaces every snapshot that still holds the erased person.
-            self._rebuilt = False
-            self.snapshot()
-        # Also after a batch with nothing to learn: a reward learned a moment ago is due by now.
-        self.snapshot_if_due()
+            # A rebuilt model replaces every snapshot that still holds the erased person: now, not by cadence.
+            self.snapshot_if_due()
+        # Snapshots by cadence are the worker's job (`snapshot_if_due`), run once the log is drained or every
+        # job interval under load: not after every batch, which would write them hundreds of times a second.
 
     def aborted(self) -> None:
         self._last_reaction_at, self._unsnapshotted = self._before_batch
@@ -388,28 +411,51 @@ class Learner:
             return []
         written = [self._snapshots.publish(self._snapshot_of(name, model)) for name, model in self._models.items()]
         self._unsnapshotted = 0
+        self._rebuilt = False
         self._last_snapshot_at = self._clock.now()
+        self._snapshot_failed_at = None
         return written
 
     def snapshot_if_due(self) -> None:
-        """Snapshot when the cadence says so: after N rewards, or T seconds after an unsnapshotted one."""
-        due = self._unsnapshotted >= self._cadence.every_rewards or (
-            self._unsnapshotted > 0
-            and (self._clock.now() - self._last_snapshot_at).total_seconds() >= self._cadence.every_seconds
+        """Snapshot when due: after N rewards, T seconds after an unsnapshotted one, or after a rebuild.
+
+        A model registry that fails (a remote MLflow that is down) does not stop
+        learning, nor fail the events just applied: the models are safe in the
+        database. The failure is logged and counted, and the next attempt comes
+        T seconds later.
+        """
+        now = self._clock.now()
+        interval = self._cadence.every_seconds
+        if self._snapshot_failed_at is not None and (now - self._snapshot_failed_at).total_seconds() < interval:
+            return
+        due = (
+            # A rebuilt model replaces every snapshot that still holds the erased person.
+            self._rebuilt
+            or self._unsnapshotted >= self._cadence.every_rewards
+            or (self._unsnapshotted > 0 and (now - self._last_snapshot_at).total_seconds() >= interval)
         )
-        if due:
+        if not due:
+            return
+        try:
             self.snapshot()
+        except Exception:
+            self._snapshot_failed_at = now
+            self._metrics.snapshot_failures.inc()
+            log.exception("snapshot_failed", retry_in_seconds=interval)
 
     def _snapshot_of(self, name: str, model: Policy) -> ModelSnapshot:
+        trained = self._trained.get(name)
         return ModelSnapshot(
             name=name,
             version=model.version,
             spec=model.spec_dict(),
             feature_spec=self._registry.features.name,
             reward_map=self._rewards.describe(),
-            state=model.state_bytes(),
+            state=self._state(name, model),
             created_at=self._clock.now(),
             learned_until=self._last_reaction_at,
+            trained_from=trained.start if trained else None,
+            trained_until=trained.end if trained else None,
             metrics={"rewards": model.version},
         )
 
@@ -422,12 +468,13 @@ class Learner:
             return
         started = time.perf_counter()
         history = self._history(session)
-        models = replay(
+        models, trained = _replay(
             itertools.chain(history, tail),
             specs=self._registry.specs,
             features=self._registry.features,
             rewards=self._rewards,
         )
+        self._trained = dict.fromkeys(models, trained)
         now = self._clock.now()
         for name, model in models.items():
             repository.save_model(session, self._row(name, model, now))
@@ -441,29 +488,45 @@ class Learner:
     # -- internals -------------------------------------------------------------
 
     def _row(self, name: str, model: Policy, now: datetime) -> ModelRow:
+        trained = self._trained.get(name)
         return ModelRow(
             name=name,
             spec=model.spec_dict(),
             feature_spec=self._registry.features.name,
             reward_map_version=self._rewards.version,
             version=model.version,
-            state=model.state_bytes(),
+            state=self._state(name, model),
             updated_at=now,
+            trained_from=trained.start if trained else None,
+            trained_until=trained.end if trained else None,
         )
 
-    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward]) -> None:
+    def _learn(self, session: WriteSession, examples: Sequence[LoggedReward], trained: TrainingRange | None) -> None:
         if not examples:
             return
         now = self._clock.now()
         for name, model in self._models.items():
             model.learn(examples)
+            if trained is not None:
+                self._trained[name] = trained.union(self._trained.get(name))
             repository.save_model(session, self._row(name, model, now))
         self._unsnapshotted += len(examples)
         self._dirty = True
 
+    def _state(self, name: str, model: Policy) -> bytes:
+        """Return the state bytes of `model`, serialized once per learned batch for storing, serving and snapshots."""
+        cached = self._states.get(name)
+        if cached is not None and cached[0] is model and cached[1] == model.version:
+            return cached[2]
+        state = model.state_bytes()
+        self._states[name] = (model, model.version, state)
+        return state
+
     def _publish(self) -> None:
         for name, model in self._models.items():
-            published = copy_policy(model, self._registry.specs[name], self._registry.features)
+            # An independent copy: the served model never changes under a pick in flight.
+            published = build_policy(self._registry.specs[name], features=self._registry.features)
+            published.load_state(self._state(name, model))
             self._registry.publish(name, published, learned_until=self._last_reaction_at)
             self._metrics.model_version.labels(policy=name).set(model.version)
         self._dirty = False
@@ -473,6 +536,12 @@ def replay(
     log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
 ) -> dict[str, Policy]:
     """Rebuild every model from the event log alone, exactly as the learner built it."""
+    return _replay(log, specs=specs, features=features, rewards=rewards)[0]
+
+
+def _replay(
+    log: Iterable[events.Event], *, specs: dict[str, PolicySpec], features: FeatureSpec, rewards: RewardMap
+) -> tuple[dict[str, Policy], TrainingRange | None]:
     models = fresh_models(specs, features)
     pending: dict[UUID, Pending] = {}
 
@@ -480,14 +549,14 @@ def replay(
         pending.setdefault(item.tip_instance_id, item)
 
     outcome = join(
-        decode(log),
+        decode(event for event in log if event.type in LEARNED_EVENT_TYPES),
         rewards=rewards,
         remember=remember,
         take=lambda tip_instance_id: pending.pop(tip_instance_id, None),
     )
     for model in models.values():
         model.learn(outcome.examples)
-    return models
+    return models, outcome.trained
 
 
 def same_state(left: bytes, right: bytes) -> bool:

@@ -39,6 +39,10 @@ class ModelRow(Base):
     version: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The training range: the times of the oldest and newest reward in `state`; NULL before the first,
+    # and for rows from before the range was kept (until the next rebuild).
+    trained_from: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    trained_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class PolicyPromotionRow(Base):

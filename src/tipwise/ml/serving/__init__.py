@@ -1,6 +1,6 @@
 """Policy scoring: features, policies, and the registry that serves decisions."""
 
-from tipwise.ml.serving.features import FeatureSpec
+from tipwise.ml.serving.features import CandidateSet, FeatureSpec, collision_free_seed, feature_hash
 from tipwise.ml.serving.policies import (
     Decision,
     EpsilonGreedyPolicy,
@@ -21,6 +21,7 @@ from tipwise.ml.serving.policies import (
     VWCbAdfSpec,
     build_policy,
     spec_from_dict,
+    state_is_converted,
 )
 from tipwise.ml.serving.registry import (
     PolicyChoice,
@@ -31,10 +32,11 @@ from tipwise.ml.serving.registry import (
     policy_version,
 )
 from tipwise.ml.serving.remote import HttpScorer, ScorerUnavailable
-from tipwise.ml.serving.settings import PolicySettings
-from tipwise.ml.serving.snapshots import FileModelRegistry, ModelRegistry, ModelSnapshot
+from tipwise.ml.serving.settings import MlflowSettings, PolicySettings
+from tipwise.ml.serving.snapshots import FileModelRegistry, ModelRegistry, ModelSnapshot, open_model_registry
 
 __all__ = [
+    "CandidateSet",
     "Decision",
     "EpsilonGreedyPolicy",
     "EpsilonGreedySpec",
@@ -47,6 +49,7 @@ __all__ = [
     "LinearTSPolicy",
     "LinearTSSpec",
     "LoggedReward",
+    "MlflowSettings",
     "ModelRegistry",
     "ModelSnapshot",
     "Policy",
@@ -64,7 +67,11 @@ __all__ = [
     "UniformSpec",
     "VWCbAdfSpec",
     "build_policy",
+    "collision_free_seed",
     "copy_policy",
+    "feature_hash",
+    "open_model_registry",
     "policy_version",
     "spec_from_dict",
+    "state_is_converted",
 ]

@@ -10,9 +10,10 @@ The linear policies (epsilon-greedy, LinUCB, linear Thompson sampling,
 inverse-gap weighting) share one exact ridge model over the candidate
 vectors of a `FeatureSpec`. Those vectors are `[shared, action,
 action_cross (x) shared]`, and every candidate switches on a single crossed
-block (one category, one action id), so the model keeps its inverse Gram
-matrix in blocks (`FactoredRidge`); its answers equal those of the plain
-`RidgeModel` on the same vectors at a fraction of the cost. By default the
+block (one category, one action id), so the model keeps its Gram matrix
+and its inverse in blocks (`FactoredRidge`); its answers equal those of the
+plain `RidgeModel` on the same (grid-rounded) vectors at a fraction of the
+cost, and its state does not depend on how the examples were batched. By default the
 shared block is left out of the model (`shared_weights=False`, see
 `FeatureLayout`). Without exploration every linear policy is greedy on the
 ridge estimate.
@@ -27,13 +28,14 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
-from tipwise.ml.serving.features import FeatureSpec, Matrix, Vector
+from tipwise.ml.serving.features import CandidateSet, FeatureSpec, Indices, Matrix, Vector
 
 Features = Mapping[str, float]
 
@@ -101,6 +103,14 @@ def argmax_share(scores: Vector) -> Vector:
     best = (scores >= scores.max() - 1e-12).astype(np.float64)
     share: Vector = best / best.sum()
     return share
+
+
+def argmax_with_floor(scores: Vector, floor_mass: float) -> Vector:
+    """Return `mix_with_uniform(argmax_share(scores), floor_mass)` in fewer steps (equal up to rounding)."""
+    best = scores >= scores.max() - 1e-12
+    probabilities: Vector = best * ((1.0 - floor_mass) / np.count_nonzero(best))
+    probabilities += floor_mass / scores.size
+    return probabilities
 
 
 def sample_index(probabilities: Vector, rng: np.random.Generator) -> int:
@@ -376,86 +386,112 @@ class CandidateRows:
 
 
 class FeatureLayout:
-    """Turns named features into `CandidateRows` for one `FeatureSpec`, without forming the crossed block.
+    """Turns named features into candidate rows for one `FeatureSpec`, without forming the crossed block.
 
-    The rows are `FeatureSpec.matrix`'s (tested), built with one array write
-    per decision instead of one per candidate: the per-decision cost matters
-    when a benchmark makes tens of thousands of them. Without
-    `shared_weights` the shared block is left out (the scaling still counts
-    it): it adds the same amount to every candidate of a decision, so it
-    never changes a ranking, and fitting it only lets one candidate's
-    failure lower the others' estimates too.
+    The rows are `FeatureSpec.matrix`'s (tested). Without `shared_weights` the
+    shared block is left out (the scaling still counts it): it adds the same
+    amount to every candidate of a decision, so it never changes a ranking,
+    and fitting it only lets one candidate's failure lower the others'
+    estimates too.
+
+    A pick goes through `decision`: the candidates as a `CandidateSet`
+    (featurized once, or handed over already prepared) and the shared vector,
+    in the compact form `DecisionRows` that the policies score; the live
+    policy and its shadows share one of each per decision.
     """
 
     def __init__(self, features: FeatureSpec, *, shared_weights: bool = True) -> None:
         self.features = features
         self.shared_weights = shared_weights
-        self.shared_dim = len(features.shared)
-        self.border_dim = len(features.action) + (len(features.shared) if shared_weights else 0)
+        self.shared_dim = features.shared_width
+        self.border_dim = features.action_width + (features.shared_width if shared_weights else 0)
         self.blocks = len(features.action_cross)
-        self._shared_index = {name: i for i, name in enumerate(features.shared)}
-        self._action_index = {name: i for i, name in enumerate(features.action)}
-        self._cross_columns = np.array([features.action.index(n) for n in features.action_cross], dtype=np.intp)
-        self._memo: tuple[Features, Sequence[Features], CandidateRows] | None = None
-        self._learn_memo: tuple[Sequence[LoggedReward], list[CandidateRows]] | None = None
+        self._prepared: tuple[Sequence[Features], CandidateSet] | None = None
+        self._learn_memo: tuple[Sequence[LoggedReward], LearnRows] | None = None
 
     def shared_vector(self, shared: Features) -> Vector:
-        out = np.zeros(self.shared_dim)
-        index = self._shared_index
-        try:
-            positions = [index[name] for name in shared]
-        except KeyError as exc:
-            raise KeyError(f"unknown shared feature {exc.args[0]!r}") from None
-        out[positions] = list(shared.values())
-        return out
+        return self.features.shared_vector(shared)
 
     def action_matrix(self, actions: Sequence[Features]) -> Matrix:
-        out = np.zeros((len(actions), len(self._action_index)))
-        index = self._action_index
-        rows: list[int] = []
-        columns: list[int] = []
-        values: list[float] = []
-        try:
-            for row, features in enumerate(actions):
-                for name, value in features.items():
-                    columns.append(index[name])
-                    rows.append(row)
-                    values.append(value)
-        except KeyError as exc:
-            raise KeyError(f"unknown action feature {exc.args[0]!r}") from None
-        out[rows, columns] = values
-        return out
+        return self.features.action_matrix(actions)
 
-    def rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
-        """Return the candidate rows; the live policy and its shadows share one computation per decision.
+    def prepare(self, actions: Sequence[Features]) -> CandidateSet:
+        """Return `actions` as a `CandidateSet` of this layout's spec, featurizing them only if needed.
 
-        The one-entry memo is keyed by the identity of the inputs and holds
-        them, so an id cannot be reused while it is cached; callers must not
-        mutate a context or candidate list after handing it over.
+        A one-entry memo keyed by the identity of the sequence (and holding
+        it) lets the live policy and its shadows featurize a plain list once;
+        callers must not mutate a candidate list after handing it over.
         """
-        memo = self._memo
-        if memo is not None and memo[0] is shared and memo[1] is actions:
-            return memo[2]
-        rows = self._rows(shared, actions)
-        self._memo = (shared, actions, rows)
+        if isinstance(actions, CandidateSet) and (actions.spec is self.features or actions.spec == self.features):
+            return actions
+        memo = self._prepared
+        if memo is not None and memo[0] is actions:
+            return memo[1]
+        prepared = CandidateSet(self.features, actions)
+        self._prepared = (actions, prepared)
+        return prepared
+
+    def decision(self, shared: Features, actions: Sequence[Features]) -> DecisionRows:
+        """Return the rows of one decision, shared by every policy of this layout (memo on the candidate set)."""
+        prepared = self.prepare(actions)
+        remembered = prepared.memo(self, shared)
+        if isinstance(remembered, DecisionRows):
+            return remembered
+        rows = self._decision(shared, prepared)
+        prepared.remember(self, shared, rows)
         return rows
 
-    def learn_rows(self, batch: Sequence[LoggedReward]) -> list[CandidateRows]:
-        """Return the row of each example's chosen action; policies learning one batch share them.
+    def _decision(self, shared: Features, prepared: CandidateSet) -> DecisionRows:
+        s = self.features.shared_vector(shared)
+        if self.shared_weights:
+            used = np.flatnonzero(s)
+            columns = np.concatenate([used, self.features.shared_width + prepared.columns])
+            z = np.hstack([np.broadcast_to(s[used], (len(prepared), used.size)), prepared.z])
+        else:
+            columns, z = prepared.columns, prepared.z
+        scale = None
+        if self.features.normalize:
+            # |row|^2 = |a|^2 + (1 + |cross|^2) |s|^2, without forming the row; an all-zero row stays zero.
+            scale = prepared.cross_sq1 * float(s @ s)
+            scale += prepared.action_sq
+            np.maximum(scale, _TINY, out=scale)
+            np.sqrt(scale, out=scale)
+            np.divide(1.0, scale, out=scale)
+        return DecisionRows(layout=self, shared=s, columns=columns, z=z, scale=scale)
 
-        A one-entry memo keyed by the batch's identity (and holding it), like `rows`.
+    def rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
+        """Return the full candidate rows of one decision (the factored form `FactoredRidge` reads)."""
+        return self.decision(shared, actions).candidate_rows()
+
+    def learn_rows(self, batch: Sequence[LoggedReward]) -> LearnRows:
+        """Return the rows of every example's chosen action, built at once; policies learning one batch share them.
+
+        A one-entry memo keyed by the batch's identity (and holding it), like `prepare`.
         """
         memo = self._learn_memo
         if memo is not None and memo[0] is batch:
             return memo[1]
-        rows = [self._rows(example.shared, (example.action,)) for example in batch]
+        shared = self.features.shared_matrix([example.shared for example in batch])
+        actions = self.features.action_matrix([example.action for example in batch])
+        cross = actions[:, self.features.cross_columns]
+        border = np.hstack([shared, actions]) if self.shared_weights else actions
+        if self.features.normalize:
+            # |row|^2 = |s|^2 + |a|^2 + |cross|^2 |s|^2, without forming the rows.
+            s2 = (shared * shared).sum(axis=1)
+            norms = np.sqrt(s2 + (actions * actions).sum(axis=1) + (cross * cross).sum(axis=1) * s2)
+            scale = (1.0 / np.where(norms > 0.0, norms, 1.0))[:, None]
+            border = border * scale
+            cross = cross * scale
+        rows = LearnRows(
+            shared=shared, border=border, cross=cross, reward=np.array([example.reward for example in batch])
+        )
         self._learn_memo = (batch, rows)
         return rows
 
     def _rows(self, shared: Features, actions: Sequence[Features]) -> CandidateRows:
         s = self.shared_vector(shared)
         a = self.action_matrix(actions)
-        cross = a[:, self._cross_columns]
+        cross = a[:, self.features.cross_columns]
         border = np.hstack([np.broadcast_to(s, (a.shape[0], s.size)), a]) if self.shared_weights else a
         if self.features.normalize:
             # |row|^2 = |s|^2 + |a|^2 + |cross|^2 |s|^2, without forming the row.
@@ -467,31 +503,161 @@ class FeatureLayout:
         return CandidateRows(shared=s, border=border, cross=cross)
 
 
+_TINY = 1e-300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionRows:
+    """The candidate vectors of one decision, compact: only the border columns some candidate uses.
+
+    Row k of `CandidateRows.border` is `scale[k] * z[k, :m]` on `columns`
+    (m of them) and zero elsewhere; its crossed coefficients are
+    `scale[k] * z[k, m:]`. A hashed namespace is wide and a candidate uses a
+    few of its positions, so scoring on `z` costs a fraction of the full rows.
+    """
+
+    layout: FeatureLayout
+    shared: Vector
+    columns: Indices
+    z: Matrix
+    scale: Vector | None
+    _full: list[CandidateRows] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.z.shape[0])
+
+    def candidate_rows(self) -> CandidateRows:
+        """Return the full rows (made once): what `FactoredRidge` and the dense model read."""
+        if self._full:
+            return self._full[0]
+        m = self.columns.size
+        border = np.zeros((len(self), self.layout.border_dim))
+        border[:, self.columns] = self.z[:, :m]
+        cross = np.array(self.z[:, m:])
+        if self.scale is not None:
+            border *= self.scale[:, None]
+            cross *= self.scale[:, None]
+        rows = CandidateRows(shared=self.shared, border=border, cross=cross)
+        self._full.append(rows)
+        return rows
+
+
 @functools.cache
 def layout_for(features: FeatureSpec, *, shared_weights: bool) -> FeatureLayout:
     """Return the one layout of `features` (policies with the same features share it, and its memo)."""
     return FeatureLayout(features, shared_weights=shared_weights)
 
 
+# The grid of the exact statistics: every feature value and reward is rounded to a multiple of
+# 2^-GRID_BITS before it is learned (an error below 8e-6, far under any feature's own noise).
+GRID_BITS = 16
+_TO_GRID = float(2**GRID_BITS)
+# Products of two grid values are integers in units of 2^-(2 GRID_BITS).
+_FROM_PRODUCTS = float(2.0 ** (-2 * GRID_BITS))
+# A float64 holds every integer below 2^53 exactly, so a matrix product of grid integers whose
+# absolute partial sums stay below it is exact in any summation order.
+_EXACT_FLOAT = 2**53
+# The int64 sums keep a factor of two of headroom below 2^63.
+_EXACT_INT = 2**62
+# Rows learned one by one wait at most this many for their Gram products (see `FactoredRidge._flush`).
+_QUEUE_LIMIT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class LearnRows:
+    """The chosen rows of a batch of examples, in factored form, with their rewards.
+
+    Row i of the full matrix is `[border[i], cross[i] (x) shared[i]]`, as in
+    `CandidateRows`, but every example has its own shared vector.
+    """
+
+    shared: Matrix
+    border: Matrix
+    cross: Matrix
+    reward: Vector
+
+    @classmethod
+    def of(cls, rows: CandidateRows, reward: float) -> LearnRows:
+        """Return the single row of `rows` with its reward."""
+        return cls(shared=rows.shared[None, :], border=rows.border, cross=rows.cross, reward=np.array([reward]))
+
+    def dense(self) -> Matrix:
+        """Return the full rows, as `FeatureSpec.matrix` lays them out."""
+        n = self.border.shape[0]
+        crossed = (self.cross[:, :, None] * self.shared[:, None, :]).reshape(n, -1)
+        out: Matrix = np.hstack([self.border, crossed])
+        return out
+
+
+def _on_grid(values: Matrix) -> Matrix:
+    grid: Matrix = np.rint(values * _TO_GRID)
+    return grid
+
+
+def _grid_products(left: Matrix, right: Matrix) -> NDArray[np.int64]:
+    """Return `left.T @ right` exactly, for grid integers whose row products are bounded (see `_mass`)."""
+    return np.asarray(left.T @ right).astype(np.int64)
+
+
+def _row_mass(*grids: Matrix) -> NDArray[np.int64]:
+    """Return, per row, the square of its largest grid value: a bound on every product the row adds."""
+    peak = np.zeros(grids[0].shape[0])
+    for grid in grids:
+        if grid.shape[1]:
+            peak = np.maximum(peak, np.abs(grid).max(axis=1))
+    if peak.size and peak.max() >= 2**26:
+        raise ValueError(f"a feature value or reward of magnitude {peak.max() / _TO_GRID:g} is too large to learn")
+    mass: NDArray[np.int64] = peak.astype(np.int64) ** 2
+    return mass
+
+
+def _exact_chunks(mass: NDArray[np.int64]) -> list[slice]:
+    """Split rows so that each chunk's products sum exactly in float64."""
+    chunks: list[slice] = []
+    start, total = 0, 0
+    for i, m in enumerate(mass.tolist()):
+        if total + m >= _EXACT_FLOAT:
+            chunks.append(slice(start, i))
+            start, total = i, 0
+        total += m
+    chunks.append(slice(start, mass.size))
+    return chunks
+
+
 class FactoredRidge:
-    """Exact online ridge regression over a `FeatureLayout`'s vectors, keeping A^-1 in factored form.
+    """Exact ridge regression over a `FeatureLayout`'s vectors, from order-free integer statistics.
 
-    While every learned row switches on at most one crossed block, the Gram
-    matrix A is an arrowhead: a border block (shared + action features), one
-    diagonal block D_j per `action_cross` feature, and couplings C_j between
-    them. Its inverse is then fully described by the inverse Schur complement
-    S^-1 = (A_border - sum_j C_j D_j^-1 C_j')^-1, the blocks D_j^-1, and
-    E_j = C_j D_j^-1; a Sherman-Morrison update of A^-1 is a rank-one update
-    of S^-1, of E_j and of D_j^-1 alone. That costs O(border^2 + border *
-    shared + shared^2) per example instead of the O(dim^2) of a dense inverse
-    (dim = border + blocks * shared), which is what makes the 860-dimensional
-    benchmark stream affordable. A row that switches on two crossed blocks at
-    once couples them; the model then turns into a dense `RidgeModel` for
-    good, with the same answers.
+    The learned state is the Gram matrix A = sum x x' and b = sum reward x of
+    every example learned so far, with every feature value and reward first
+    rounded to a multiple of 2^-GRID_BITS, so the sums are integers (int64)
+    and come out the same bits whatever the order and the batching of the
+    examples. A batch is learned with a few matrix products over all its
+    rows. The live learner (batches cut by timing) and a replay of the log
+    (one batch) therefore hold the same state by construction.
 
-    The state is that factored inverse and the reward-weighted sums; the
-    coefficients are derived from them on demand, so a model rebuilt from
-    its bytes answers bit for bit like the one that learned.
+    While every learned row switches on at most one crossed block, A is an
+    arrowhead: a border block (shared + action features), one diagonal block
+    D_j per `action_cross` feature, and couplings C_j between them; only
+    those are kept. The answers need A^-1 (with the ridge penalty on the
+    diagonal), kept in factored form: the inverse Schur complement
+    S^-1 = (A_border - sum_j C_j D_j^-1 C_j')^-1, the blocks D_j^-1 and
+    E_j = C_j D_j^-1. After a batch only the touched blocks' D_j^-1 and E_j
+    are recomputed, then S^-1; each is a fixed function of the statistics,
+    so a model loaded from its bytes answers bit for bit like the one that
+    learned, and like every other copy (served models are always such
+    copies). A batch of one example (a pick-then-learn loop) updates the
+    factors by Sherman-Morrison instead, O(d^2) instead of O(d^3): the same
+    answers up to rounding until the next larger batch or load derives them
+    again (`derived_exactly`); the statistics are exact either way. A row
+    that switches on two crossed blocks at once couples them; the model then
+    keeps the full Gram matrix for good, with the same answers, and inverts
+    it when next asked.
+
+    Bounds: a row adds at most m^2 to any sum, m its largest value on the
+    grid (|value| * 2^GRID_BITS); the sums are checked to stay below 2^62,
+    and a batch's products are cut into chunks whose sums stay below 2^53,
+    where float64 is exact. With unit-length rows (`normalize`) that allows
+    2^30 examples; a value of magnitude 2^10 or more is refused.
     """
 
     def __init__(self, layout: FeatureLayout, ridge: float) -> None:
@@ -501,16 +667,34 @@ class FactoredRidge:
         self._blocks = layout.blocks
         ds, db, c = self._shared_dim, self._border_dim, self._blocks
         self.n = 0
+        # True when the state was converted from a format before the exact statistics (up to rounding).
+        self.migrated = False
+        # Upper bound of every accumulated sum (grid units); a Python int, exact in any order.
+        self._mass = 0
+        self._g_border = np.zeros((db, db), dtype=np.int64)
+        self._g_cross = np.zeros((c, db, ds), dtype=np.int64)
+        self._g_blocks = np.zeros((c, ds, ds), dtype=np.int64)
+        self._r_border = np.zeros(db, dtype=np.int64)
+        self._r_blocks = np.zeros((c, ds), dtype=np.int64)
+        self._g_dense: NDArray[np.int64] | None = None
+        self._r_dense: NDArray[np.int64] | None = None
+        self._dense_cache: RidgeModel | None = None  # derived from the dense statistics when first asked for
+        # Derived from the statistics: the factored inverse, and E_j C_j' per block for S.
         self._schur_inv = np.eye(db) / ridge
         # [E_1 ... E_c] side by side: one matrix product serves every block at once.
         self._e = np.zeros((db, c * ds))
         self._block_inv = np.repeat((np.eye(ds) / ridge)[None], c, axis=0)
-        self._b_border = np.zeros(db)
-        self._b_blocks = np.zeros((c, ds))
-        self._dense: RidgeModel | None = None
+        self._coupled = np.zeros((c, db, db))
+        self._ridge_shared = np.eye(ds) * ridge
+        # Blocks (-1: the border alone) whose inverse factors were updated one example at a time.
+        self._approximate: set[int] = set()
+        # Grid rows learned one by one whose Gram products are not added yet: (border, block, j, mass).
+        self._queue: list[tuple[Vector, Vector, int, int]] = []
+        self._ridge_border = np.eye(db) * ridge
+        self._derive(range(c))
         self._theta_border = np.zeros(db)
         self._theta_blocks = np.zeros((c, ds))
-        self._stale = False
+        self._stale = True
 
     @property
     def dim(self) -> int:
@@ -518,66 +702,213 @@ class FactoredRidge:
 
     @property
     def is_dense(self) -> bool:
-        return self._dense is not None
+        return self._g_dense is not None
 
     # -- learning -------------------------------------------------------------
 
     def update(self, rows: CandidateRows, reward: float) -> None:
         """Learn `reward` for the single row in `rows`."""
-        coefficients = rows.cross[0]
-        active = np.flatnonzero(coefficients)
-        if self._dense is None and active.size > 1:
-            self._to_dense()
-        if self._dense is not None:
-            self._dense.update(rows.dense()[0], reward)
-            self.n = self._dense.n
+        self.learn(LearnRows.of(rows, reward))
+
+    def learn(self, rows: LearnRows) -> None:
+        """Learn every row of `rows` with its reward; the result does not depend on how examples are batched."""
+        n = rows.border.shape[0]
+        if n == 0:
             return
-        x_border = rows.border[0]
-        if active.size == 1:
+        active = rows.cross != 0.0
+        counts = active.sum(axis=1)
+        q_reward = _on_grid(rows.reward)[:, None]
+        q_border = _on_grid(rows.border)
+        if n == 1 and self._g_dense is None and counts[0] <= 1:
+            self._learn_one(q_border[0], float(q_reward[0, 0]), np.flatnonzero(active[0]), rows)
+            return
+        self._flush()
+        if self._g_dense is None and bool((counts > 1).any()):
+            self._to_dense()
+        if self._g_dense is not None:
+            q_rows = np.hstack([q_border, _on_grid(rows.dense()[:, self._border_dim :])])
+            for chunk in self._add_mass(_row_mass(q_rows, q_reward)):
+                y = np.hstack([q_rows[chunk], q_reward[chunk]])
+                products = _grid_products(q_rows[chunk], y)
+                self._g_dense += products[:, :-1]
+                self._r_dense += products[:, -1]  # type: ignore[operator]
+            self.n += n
+            self._derive_dense()
+            return
+        if self._blocks:
+            which = np.where(active.any(axis=1), active.argmax(axis=1), -1)
+            # The crossed values of each row's one active block: cross_j * shared, on the grid.
+            picked = rows.cross[np.arange(n), np.maximum(which, 0)] * (which >= 0)
+            q_block = _on_grid(picked[:, None] * rows.shared)
+        else:
+            which = np.full(n, -1)
+            q_block = np.zeros((n, self._shared_dim))
+        chunks = self._add_mass(_row_mass(q_border, q_block, q_reward))
+        touched = self._accumulate(q_border, q_block, which, q_reward, chunks)
+        self.n += n
+        self._derive(touched)
+
+    def _accumulate(
+        self, q_border: Matrix, q_block: Matrix, which: NDArray[np.intp], q_reward: Matrix, chunks: list[slice]
+    ) -> list[int]:
+        """Add the products of grid rows to the statistics; return the blocks they touched."""
+        y = np.hstack([q_border, q_reward])
+        touched: list[int] = np.unique(which[which >= 0]).tolist()
+        for chunk in chunks:
+            products = _grid_products(q_border[chunk], y[chunk])
+            self._g_border += products[:, :-1]
+            self._r_border += products[:, -1]
+            for j in touched:
+                mine = which[chunk] == j
+                if not mine.any():
+                    continue
+                q_j = q_block[chunk][mine]
+                products = _grid_products(q_j, np.hstack([q_j, y[chunk][mine]]))
+                ds = self._shared_dim
+                self._g_blocks[j] += products[:, :ds]
+                self._g_cross[j] += products[:, ds:-1].T
+                self._r_blocks[j] += products[:, -1]
+        return touched
+
+    def _flush(self) -> None:
+        """Add the Gram products of the examples learned one by one (their reward sums are in already)."""
+        if not self._queue:
+            return
+        queue, self._queue = self._queue, []
+        mass = np.array([item[3] for item in queue], dtype=np.int64)
+        chunks = _exact_chunks(mass) if int(mass.sum()) >= _EXACT_FLOAT else [slice(None)]
+        self._accumulate(
+            np.array([item[0] for item in queue]),
+            np.array([item[1] for item in queue]).reshape(len(queue), self._shared_dim),
+            np.array([item[2] for item in queue], dtype=np.intp),
+            np.zeros((len(queue), 1)),
+            chunks,
+        )
+
+    def _learn_one(self, q_border: Vector, q_reward: float, active: NDArray[np.intp], rows: LearnRows) -> None:
+        """Learn a single row with outer products: the same integers as `learn`'s matrix products, in fewer steps."""
+        peak = max(float(np.abs(q_border).max(initial=0.0)), abs(q_reward))
+        q_block: Vector | None = None
+        if active.size:
             j = int(active[0])
-            block = slice(j * self._shared_dim, (j + 1) * self._shared_dim)
-            x_block = coefficients[j] * rows.shared
+            q_block = _on_grid(rows.cross[0, j] * rows.shared[0])
+            peak = max(peak, float(np.abs(q_block).max(initial=0.0)))
+        mass = _row_mass(np.array([[peak]]))
+        self._add_mass(mass)
+        # The reward sums now (the coefficients need them); the Gram products are queued and added
+        # with a matrix product when a derivation or the state needs them: the same integers.
+        self._r_border += (q_border * q_reward).astype(np.int64)
+        if q_block is not None:
+            self._r_blocks[j] += (q_block * q_reward).astype(np.int64)
+        self._queue.append(
+            (
+                q_border,
+                q_block if q_block is not None else np.zeros(self._shared_dim),
+                j if q_block is not None else -1,
+                int(mass[0]),
+            )
+        )
+        if len(self._queue) >= _QUEUE_LIMIT:
+            self._flush()
+        self.n += 1
+        # A Sherman-Morrison update of the factored inverse instead of a new derivation: O(d^2) instead
+        # of O(d^3), so a pick-then-learn loop stays fast. It agrees with the derivation up to rounding;
+        # the next batch, or a load, derives every block it touched from the statistics again.
+        x_border = q_border / _TO_GRID
+        if q_block is None:
+            g = self._schur_inv @ x_border
+            self._schur_inv -= g[:, None] * (g / (1.0 + x_border @ g))
+            self._approximate.add(-1)
+        else:
+            ds = self._shared_dim
+            block = slice(j * ds, (j + 1) * ds)
+            x_block = q_block / _TO_GRID
             u = self._block_inv[j] @ x_block
             beta = 1.0 + x_block @ u
             r = x_border - self._e[:, block] @ x_block
             g = self._schur_inv @ r
-            # The Sherman-Morrison update of A^-1, read block by block (see the class docstring).
             self._schur_inv -= g[:, None] * (g / (beta + r @ g))
             self._e[:, block] += (r / beta)[:, None] * u
             self._block_inv[j] -= u[:, None] * (u / beta)
-            self._b_blocks[j] += reward * x_block
-        else:
-            g = self._schur_inv @ x_border
-            self._schur_inv -= g[:, None] * (g / (1.0 + x_border @ g))
-        self._b_border += reward * x_border
+            self._approximate.add(j)
         self._stale = True
-        self.n += 1
+
+    def _add_mass(self, mass: NDArray[np.int64]) -> list[slice]:
+        """Count a batch's mass against the int64 bound; return the chunks whose products are exact in float64."""
+        batch = int(mass.sum())
+        if self._mass + batch >= _EXACT_INT:
+            raise OverflowError("the model's exact sums would overflow: too many examples for their feature scale")
+        self._mass += batch
+        return _exact_chunks(mass) if batch >= _EXACT_FLOAT else [slice(None)]
+
+    @property
+    def derived_exactly(self) -> bool:
+        """Whether the answers come from the statistics alone (false after one-example updates until the next batch)."""
+        return not self._approximate
+
+    def _derive(self, blocks: Iterable[int]) -> None:
+        """Recompute the factored inverse of `blocks` (and of any updated one by one) and S from the statistics."""
+        ds = self._shared_dim
+        eye_s = self._ridge_shared
+        for j in sorted(set(blocks) | self._approximate - {-1}):
+            block_inv = np.linalg.inv(self._g_blocks[j] * _FROM_PRODUCTS + eye_s)
+            coupling = self._g_cross[j] * _FROM_PRODUCTS
+            e_j = coupling @ block_inv
+            self._block_inv[j] = block_inv
+            self._e[:, j * ds : (j + 1) * ds] = e_j
+            self._coupled[j] = e_j @ coupling.T
+        schur = self._g_border * _FROM_PRODUCTS + self._ridge_border - self._coupled.sum(axis=0)
+        self._schur_inv = np.linalg.inv(schur)
+        self._approximate = set()
+        self._stale = True
 
     def _to_dense(self) -> None:
-        db = self._border_dim
-        e = self._e
-        s_inv_e = self._schur_inv @ e
-        a_inv = np.zeros((self.dim, self.dim))
-        a_inv[:db, :db] = self._schur_inv
-        a_inv[:db, db:] = -s_inv_e
-        a_inv[db:, :db] = -s_inv_e.T
-        a_inv[db:, db:] = e.T @ s_inv_e
+        """Switch to the full Gram matrix, assembled exactly from the blocks."""
+        self._flush()
+        db, ds = self._border_dim, self._shared_dim
+        gram = np.zeros((self.dim, self.dim), dtype=np.int64)
+        gram[:db, :db] = self._g_border
         for j in range(self._blocks):
-            block = slice(db + j * self._shared_dim, db + (j + 1) * self._shared_dim)
-            a_inv[block, block] += self._block_inv[j]
+            block = slice(db + j * ds, db + (j + 1) * ds)
+            gram[block, block] = self._g_blocks[j]
+            gram[:db, block] = self._g_cross[j]
+            gram[block, :db] = self._g_cross[j].T
+        self._g_dense = gram
+        self._r_dense = np.concatenate([self._r_border, self._r_blocks.ravel()])
+        self._derive_dense()
+
+    def _derive_dense(self) -> None:
+        # The dense inverse costs O(dim^3): it is derived when next asked for, not after every batch.
+        self._dense_cache = None
+
+    @property
+    def _dense(self) -> RidgeModel | None:
+        # The dense model the answers come from, derived on first use (readers outside the class use this name).
+        return self._dense_model()
+
+    def _dense_model(self) -> RidgeModel | None:
+        """Return the dense model the answers come from, once the model is dense (derived from the statistics)."""
+        gram, r = self._g_dense, self._r_dense
+        if gram is None or r is None:
+            return None
+        if self._dense_cache is not None:
+            return self._dense_cache
         dense = RidgeModel(self.dim, self.ridge)
-        dense.a_inv = a_inv
-        dense.b = np.concatenate([self._b_border, self._b_blocks.ravel()])
-        dense.theta = a_inv @ dense.b
+        dense.a_inv = np.linalg.inv(gram * _FROM_PRODUCTS + np.eye(self.dim) * self.ridge).astype(np.float64)
+        dense.b = (r * _FROM_PRODUCTS).astype(np.float64)
+        dense.theta = dense.a_inv @ dense.b
         dense.n = self.n
-        self._dense = dense
+        self._dense_cache = dense
+        return dense
 
     def _refresh(self) -> None:
         if not self._stale:
             return
         # theta_border = S^-1 (b_border - sum_j E_j b_j); theta_j = D_j^-1 b_j - E_j' theta_border.
-        self._theta_border = self._schur_inv @ (self._b_border - self._e @ self._b_blocks.ravel())
-        d_b = np.matmul(self._block_inv, self._b_blocks[:, :, None])[:, :, 0]
+        b_border = self._r_border * _FROM_PRODUCTS
+        b_blocks = self._r_blocks * _FROM_PRODUCTS
+        self._theta_border = self._schur_inv @ (b_border - self._e @ b_blocks.ravel())
+        d_b = np.matmul(self._block_inv, b_blocks[:, :, None])[:, :, 0]
         self._theta_blocks = d_b - (self._theta_border @ self._e).reshape(self._blocks, self._shared_dim)
         self._stale = False
 
@@ -585,8 +916,9 @@ class FactoredRidge:
 
     def mean(self, rows: CandidateRows) -> Vector:
         """Return the predicted reward of every row."""
-        if self._dense is not None:
-            return self._dense.mean(rows.dense())
+        dense = self._dense_model()
+        if dense is not None:
+            return dense.mean(rows.dense())
         self._refresh()
         result: Vector = rows.border @ self._theta_border + rows.cross @ (self._theta_blocks @ rows.shared)
         return result
@@ -602,16 +934,18 @@ class FactoredRidge:
 
     def covariance(self, rows: CandidateRows) -> Matrix:
         """Return X A^-1 X': the posterior covariance of the rows' scores, up to the noise scale."""
-        if self._dense is not None:
-            return self._dense.covariance(rows.dense())
+        dense = self._dense_model()
+        if dense is not None:
+            return dense.covariance(rows.dense())
         r, q = self._residuals(rows)
         result: Matrix = r @ self._schur_inv @ r.T + (rows.cross * q) @ rows.cross.T
         return result
 
     def width(self, rows: CandidateRows) -> Vector:
         """Return sqrt(x' A^-1 x) per row: how unsure the model is about each candidate."""
-        if self._dense is not None:
-            return self._dense.width(rows.dense())
+        dense = self._dense_model()
+        if dense is not None:
+            return dense.width(rows.dense())
         r, q = self._residuals(rows)
         variance = ((r @ self._schur_inv) * r).sum(axis=1) + (rows.cross * rows.cross) @ q
         result: Vector = np.sqrt(np.maximum(variance, 0.0))
@@ -620,43 +954,232 @@ class FactoredRidge:
     # -- state ------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        if self._dense is not None:
-            return self._dense.to_bytes()
+        """Return the statistics (the answers are derived from them on load)."""
+        self._flush()
         buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            schur_inv=self._schur_inv,
-            e=self._e,
-            block_inv=self._block_inv,
-            b_border=self._b_border,
-            b_blocks=self._b_blocks,
-            n=np.array(self.n),
-        )
+        n, mass = np.array(self.n), np.array(self._mass, dtype=np.int64)
+        if self._g_dense is not None and self._r_dense is not None:
+            np.savez(buffer, gram=self._g_dense, r=self._r_dense, n=n, mass=mass)
+        else:
+            np.savez(
+                buffer,
+                g_border=self._g_border,
+                g_cross=self._g_cross,
+                g_blocks=self._g_blocks,
+                r_border=self._r_border,
+                r_blocks=self._r_blocks,
+                n=n,
+                mass=mass,
+            )
         return buffer.getvalue()
 
     def load(self, data: bytes) -> None:
+        """Load a state of `to_bytes`, or convert one of the formats before the exact statistics (`migrated`)."""
+        self._queue = []
         with np.load(io.BytesIO(data)) as arrays:
-            if "a_inv" in arrays.files:  # a dense state (also the format before the factored model)
-                dense = RidgeModel(self.dim, self.ridge)
-                dense.load_arrays(arrays)
-                self._dense = dense
-                self.n = dense.n
-                return
-            shape = (*arrays["e"].shape, *arrays["b_blocks"].shape)
-            expected = (self._border_dim, self._blocks * self._shared_dim, self._blocks, self._shared_dim)
-            if shape != expected:
-                raise ValueError(f"model state has dimension {shape[0] + shape[1]}, expected {self.dim}")
-            self._schur_inv = np.array(arrays["schur_inv"], dtype=np.float64)
-            self._e = np.array(arrays["e"], dtype=np.float64)
-            self._block_inv = np.array(arrays["block_inv"], dtype=np.float64)
-            self._b_border = np.array(arrays["b_border"], dtype=np.float64)
-            self._b_blocks = np.array(arrays["b_blocks"], dtype=np.float64)
+            files = set(arrays.files)
+            self.migrated = not files & {"gram", "g_border"}
+            if "gram" in files:
+                self._load_dense(np.array(arrays["gram"], dtype=np.int64), np.array(arrays["r"], dtype=np.int64))
+            elif "a_inv" in files:  # the dense inverse of before the statistics
+                gram, r = _gram_of_inverse(arrays["a_inv"], arrays["b"], self.ridge)
+                self._load_dense(gram, r)
+            elif "g_border" in files:
+                self._load_blocks({name: np.array(arrays[name], dtype=np.int64) for name in _BLOCK_STATS})
+            else:  # the factored inverse of before the statistics
+                self._load_blocks(_stats_of_factored_inverse(arrays, self.ridge))
             self.n = int(arrays["n"])
-        self._dense = None
-        self._stale = True
+            self._mass = int(arrays["mass"]) if "mass" in files else self._estimated_mass()
+        if self._g_dense is not None:
+            self._derive_dense()
+        else:
+            self._derive(range(self._blocks))
+
+    def _load_dense(self, gram: NDArray[np.int64], r: NDArray[np.int64]) -> None:
+        if r.shape != (self.dim,):
+            raise ValueError(f"model state has dimension {r.shape[0]}, expected {self.dim}")
+        self._g_dense, self._r_dense = gram, r
+
+    def _load_blocks(self, stats: Mapping[str, NDArray[np.int64]]) -> None:
+        shape = (*stats["g_cross"].shape, stats["g_blocks"].shape[-1])
+        expected = (self._blocks, self._border_dim, self._shared_dim, self._shared_dim)
+        if shape != expected:
+            raise ValueError(f"model state has dimension {shape[1] + shape[0] * shape[2]}, expected {self.dim}")
+        self._g_border = stats["g_border"]
+        self._g_cross = stats["g_cross"]
+        self._g_blocks = stats["g_blocks"]
+        self._r_border = stats["r_border"]
+        self._r_blocks = stats["r_blocks"]
+        self._g_dense = self._r_dense = None
+        self._dense_cache = None
+
+    def _estimated_mass(self) -> int:
+        # A converted state has no exact mass: twice its largest sum stands in (the sums grow from there).
+        arrays = (
+            (self._g_dense, self._r_dense)
+            if self._g_dense is not None
+            else (self._g_border, self._g_blocks, self._r_border, self._r_blocks)
+        )
+        return 2 * max((int(np.abs(a).max()) for a in arrays if a is not None and a.size), default=0)
+
+
+_BLOCK_STATS = ("g_border", "g_cross", "g_blocks", "r_border", "r_blocks")
+
+
+def _to_products(values: Matrix) -> NDArray[np.int64]:
+    return np.rint(values / _FROM_PRODUCTS).astype(np.int64)
+
+
+def _symmetric(matrix: Matrix) -> Matrix:
+    result: Matrix = 0.5 * (matrix + np.swapaxes(matrix, -1, -2))
+    return result
+
+
+def _gram_of_inverse(a_inv: Matrix, b: Vector, ridge: float) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return the statistics of a dense inverse state (up to rounding): A = (A^-1)^-1 - ridge I."""
+    a = _symmetric(np.linalg.inv(np.asarray(a_inv, dtype=np.float64))) - np.eye(len(b)) * ridge
+    return _to_products(a), _to_products(np.asarray(b, dtype=np.float64))
+
+
+def _stats_of_factored_inverse(arrays: Mapping[str, Any], ridge: float) -> dict[str, NDArray[np.int64]]:
+    """Return the statistics of a factored inverse state (up to rounding), inverting the factorization."""
+    block_inv = np.asarray(arrays["block_inv"], dtype=np.float64)
+    c, ds = block_inv.shape[0], block_inv.shape[-1]
+    e = np.asarray(arrays["e"], dtype=np.float64)
+    db = e.shape[0]
+    blocks = _symmetric(np.linalg.inv(block_inv).astype(np.float64))
+    # E_j = C_j D_j^-1, so C_j = E_j D_j; and A_border = S + sum_j E_j C_j'.
+    e_blocks = e.reshape(db, c, ds).transpose(1, 0, 2)
+    cross = np.matmul(e_blocks, blocks)
+    border = np.linalg.inv(np.asarray(arrays["schur_inv"], dtype=np.float64)) + np.matmul(
+        e_blocks, np.swapaxes(cross, 1, 2)
+    ).sum(axis=0)
+    return {
+        "g_border": _to_products(_symmetric(border) - np.eye(db) * ridge),
+        "g_cross": _to_products(cross),
+        "g_blocks": _to_products(blocks - np.eye(ds) * ridge),
+        "r_border": _to_products(np.asarray(arrays["b_border"], dtype=np.float64)),
+        "r_blocks": _to_products(np.asarray(arrays["b_blocks"], dtype=np.float64)),
+    }
 
 
 # -- the linear policies --------------------------------------------------------
+
+
+class RidgeReadout:
+    """Answers one decision's `DecisionRows` from a ridge model's state, read once per model state.
+
+    Every candidate vector of a decision is a linear map of its compact row
+    z = [used border columns, crossed coefficients]: x = L z, with L fixed
+    by the shared vector s. So the mean is z' w with w = L' theta, and
+    x' A^-1 x = z' Q z with Q = L' A^-1 L; both are formed once per decision,
+    and each candidate then costs O((used + blocks)^2) instead of the
+    O(dim^2) (dense) or O(border^2) (factored) of the model's own `width`.
+    The answers equal the model's (tested); its own methods stay the
+    reference. What depends only on the used columns is kept per column set.
+    """
+
+    def __init__(self, *, theta_border: Vector, border_inv: Matrix, theta_blocks: Matrix) -> None:
+        self.blocks, self.shared_dim = theta_blocks.shape
+        self._theta_border = theta_border
+        self._border_inv = border_inv
+        self._theta_blocks = theta_blocks
+        self._by_columns: dict[bytes, tuple[Vector, Matrix]] = {}
+
+    @staticmethod
+    def of(model: FactoredRidge) -> RidgeReadout:
+        """Read `model` (its factors, or its dense inverse once it has turned dense)."""
+        # The one place outside FactoredRidge that reads its state: keep it in step with the model's layout.
+        dense = model._dense
+        if dense is not None:
+            return _DenseReadout(dense, border=model._border_dim, blocks=model._blocks, shared=model._shared_dim)
+        return _FactoredReadout(model)
+
+    def border(self, columns: Indices) -> tuple[Vector, Matrix]:
+        """Return theta and the border block of A^-1 (S^-1 when factored) on `columns`."""
+        key = columns.tobytes()
+        found = self._by_columns.get(key)
+        if found is None:
+            if len(self._by_columns) >= _COLUMN_SETS:
+                self._by_columns.clear()
+            found = (self._theta_border[columns], self._border_inv[columns[:, None], columns])
+            self._by_columns[key] = found
+        return found
+
+    def weights(self, rows: DecisionRows) -> Vector:
+        """Return w with `z @ w` the unscaled mean of every row."""
+        theta, _ = self.border(rows.columns)
+        weights: Vector = np.concatenate((theta, self._theta_blocks @ rows.shared))
+        return weights
+
+    def form(self, rows: DecisionRows) -> Matrix:
+        """Return Q with `z_k' Q z_k` the unscaled x' A^-1 x of row k."""
+        raise NotImplementedError
+
+
+# Column sets a readout keeps its border blocks for (a recommender's candidates use one or a few).
+_COLUMN_SETS = 16
+
+
+class _FactoredReadout(RidgeReadout):
+    """Q from `FactoredRidge`'s factors. With G = [E_1 s ... E_c s] and q_j = s' D_j^-1 s, a row with
+    border b and crossed c has x' A^-1 x = (b - G c)' S^-1 (b - G c) + sum_j c_j^2 q_j, so
+    Q = [[S^-1, -S^-1 G], [-G' S^-1, G' S^-1 G + diag(q)]] on the used border columns."""
+
+    def __init__(self, model: FactoredRidge) -> None:
+        model._refresh()
+        db, c, ds = model._border_dim, model._blocks, model._shared_dim
+        super().__init__(
+            theta_border=model._theta_border, border_inv=model._schur_inv, theta_blocks=model._theta_blocks
+        )
+        self._schur_inv = model._schur_inv
+        self._e = model._e.reshape(db, c, ds)
+        self._block_inv = model._block_inv.reshape(c * ds, ds)
+
+    def form(self, rows: DecisionRows) -> Matrix:
+        s, columns, c = rows.shared, rows.columns, self.blocks
+        _, inv = self.border(columns)
+        m = columns.size
+        g = self._e @ s
+        sg = self._schur_inv @ g
+        lower = g.T @ sg
+        lower.ravel()[:: c + 1] += (self._block_inv @ s).reshape(c, self.shared_dim) @ s
+        q = np.empty((m + c, m + c))
+        q[:m, :m] = inv
+        np.negative(sg[columns], out=q[:m, m:])
+        q[m:, :m] = q[:m, m:].T
+        q[m:, m:] = lower
+        return q
+
+
+class _DenseReadout(RidgeReadout):
+    """Q = L' A^-1 L from a dense inverse, with L = blockdiag(used border columns, I_blocks (x) s)."""
+
+    def __init__(self, model: RidgeModel, *, border: int, blocks: int, shared: int) -> None:
+        super().__init__(
+            theta_border=model.theta[:border],
+            border_inv=model.a_inv[:border, :border],
+            theta_blocks=model.theta[border:].reshape(blocks, shared),
+        )
+        self._border = border
+        # Contiguous, so that one matrix-vector product per decision contracts every block with s.
+        self._crossed = np.ascontiguousarray(model.a_inv[:, border:]).reshape(-1, shared)
+
+    def form(self, rows: DecisionRows) -> Matrix:
+        s, columns, c = rows.shared, rows.columns, self.blocks
+        _, inv = self.border(columns)
+        m = columns.size
+        t = (self._crossed @ s).reshape(-1, c)  # A^-1 times the crossed columns of L
+        q = np.empty((m + c, m + c))
+        q[:m, :m] = inv
+        q[:m, m:] = t[columns]
+        q[m:, :m] = q[:m, m:].T
+        q[m:, m:] = s @ t[self._border :].reshape(c, s.size, c)
+        return q
+
+
+# The width of the chosen candidate, computed only once the pick is known.
+WidthAt = Callable[[int], float]
 
 
 class _LinearPolicy:
@@ -668,39 +1191,85 @@ class _LinearPolicy:
         self.features = features
         self.layout = layout_for(features, shared_weights=shared_weights)
         self.model = FactoredRidge(self.layout, ridge)
+        # What pick reads of the model, and the model state it was read from (learn and load_state move on).
+        self._state = 0
+        self._readout: tuple[int, RidgeReadout] | None = None
 
     @property
     def version(self) -> int:
         return self.model.n
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        """Return the exploring probabilities and, when computed on the way, the widths."""
+    def readout(self) -> RidgeReadout:
+        """Return what pick reads of the model, for its current state."""
+        cached = self._readout
+        if cached is not None and cached[0] == self._state:
+            return cached[1]
+        state = self._state
+        readout = RidgeReadout.of(self.model)
+        self._readout = (state, readout)
+        return readout
+
+    def _mean(self, rows: DecisionRows) -> Vector:
+        mean: Vector = rows.z @ self.readout().weights(rows)
+        if rows.scale is not None:
+            mean *= rows.scale
+        return mean
+
+    def _optimistic(self, rows: DecisionRows, alpha: float) -> tuple[Vector, WidthAt]:
+        """Return mean + alpha * width of every row, and the width of any one row."""
+        readout = self.readout()
+        z = rows.z
+        root = np.vecdot(z @ readout.form(rows), z)
+        np.maximum(root, 0.0, out=root)
+        np.sqrt(root, out=root)
+        scores: Vector = z @ readout.weights(rows)
+        scores += alpha * root
+        scale = rows.scale
+        if scale is None:
+            return scores, lambda index: float(root[index])
+        scores *= scale
+        return scores, lambda index: float(root[index] * scale[index])
+
+    def _covariance(self, rows: DecisionRows) -> Matrix:
+        z = rows.z if rows.scale is None else rows.z * rows.scale[:, None]
+        covariance: Matrix = z @ self.readout().form(rows) @ z.T
+        return covariance
+
+    def _width_of(self, rows: DecisionRows, index: int) -> float:
+        z = rows.z[index]
+        width = float(np.sqrt(max(float(z @ self.readout().form(rows) @ z), 0.0)))
+        return width if rows.scale is None else width * float(rows.scale[index])
+
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        """Return the exploring probabilities and, when computed on the way, the width of any row."""
         raise NotImplementedError
 
     def pick(
         self, *, context: Features, candidates: Sequence[Features], rng: np.random.Generator, explore: bool = True
     ) -> Decision:
         require_candidates(candidates)
-        rows = self.layout.rows(context, candidates)
-        widths: Vector | None = None
+        rows = self.layout.decision(context, candidates)
+        width_at: WidthAt | None = None
         if explore:
-            probabilities, widths = self._explore(rows, rng)
+            probabilities, width_at = self._explore(rows, rng)
         else:
-            probabilities = argmax_share(self.model.mean(rows))
+            probabilities = argmax_share(self._mean(rows))
         index = sample_index(probabilities, rng)
-        width = float(self.model.width(rows.select(index))[0] if widths is None else widths[index])
+        width = self._width_of(rows, index) if width_at is None else width_at(index)
         return Decision(
             index=index, probabilities=tuple(probabilities.tolist()), confidence=1.0 / (1.0 + width), explored=explore
         )
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
-        for rows, example in zip(self.layout.learn_rows(batch), batch, strict=True):
-            self.model.update(rows, example.reward)
+        self._state += 1
+        if batch:
+            self.model.learn(self.layout.learn_rows(batch))
 
     def state_bytes(self) -> bytes:
         return self.model.to_bytes()
 
     def load_state(self, data: bytes) -> None:
+        self._state += 1
         self.model.load(data)
 
 
@@ -711,8 +1280,8 @@ class EpsilonGreedyPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        return mix_with_uniform(argmax_share(self.model.mean(rows)), self.spec.epsilon), None
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        return argmax_with_floor(self._mean(rows), self.spec.epsilon), None
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -725,10 +1294,9 @@ class LinUCBPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        widths = self.model.width(rows)
-        greedy = argmax_share(self.model.mean(rows) + self.spec.alpha * widths)
-        return mix_with_uniform(greedy, self.spec.floor), widths
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        scores, width_at = self._optimistic(rows, self.spec.alpha)
+        return argmax_with_floor(scores, self.spec.floor), width_at
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -741,9 +1309,9 @@ class LinearTSPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        mean = self.model.mean(rows)
-        covariance = self.model.covariance(rows)
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        mean = self._mean(rows)
+        covariance = self._covariance(rows)
         # Sampling theta ~ N(theta_hat, v^2 A^-1) and scoring the candidates is the same as sampling the
         # scores ~ N(X theta_hat, v^2 X A^-1 X'): k x k instead of dim x dim.
         eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (covariance + covariance.T))
@@ -755,7 +1323,7 @@ class LinearTSPolicy(_LinearPolicy):
         else:  # a draw whose best score is tied (identical candidates) counts for each of them equally
             wins = (best / best.sum(axis=0)).sum(axis=1) / self.spec.draws
         widths = np.sqrt(np.maximum(np.diag(covariance), 0.0))
-        return mix_with_uniform(wins, self.spec.floor), widths
+        return mix_with_uniform(wins, self.spec.floor), lambda index: float(widths[index])
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -779,10 +1347,9 @@ class RidgeIGWPolicy(_LinearPolicy):
         super().__init__(features=features, ridge=spec.ridge, shared_weights=spec.shared_weights)
         self.spec = spec
 
-    def _explore(self, rows: CandidateRows, rng: np.random.Generator) -> tuple[Vector, Vector | None]:
-        widths = self.model.width(rows)
-        scores = self.model.mean(rows) + self.spec.alpha * widths
-        return mix_with_uniform(inverse_gap_weights(scores, self.spec.gamma), self.spec.floor), widths
+    def _explore(self, rows: DecisionRows, rng: np.random.Generator) -> tuple[Vector, WidthAt | None]:
+        scores, width_at = self._optimistic(rows, self.spec.alpha)
+        return mix_with_uniform(inverse_gap_weights(scores, self.spec.gamma), self.spec.floor), width_at
 
     def spec_dict(self) -> dict[str, Any]:
         return asdict(self.spec)
@@ -817,6 +1384,15 @@ def build_policy(spec: PolicySpec, *, features: FeatureSpec) -> Policy:
             from tipwise.ml.serving.vw import VWPolicy
 
             return VWPolicy(spec, features=features)
+
+
+def state_is_converted(policy: Policy) -> bool:
+    """Return whether `policy` loaded a state format from before the exact statistics (converted up to rounding).
+
+    Such a model answers as before, but a replay of the log no longer equals it
+    bit for bit; the learner rebuilds it from the log when it restores it.
+    """
+    return isinstance(policy, _LinearPolicy) and policy.model.migrated
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> PolicySpec:

@@ -9,8 +9,9 @@ injected generator, so the logged propensity is exact and a seed replays.
 A reward is learned as cost `-reward` on an example holding just the chosen
 candidate, which is all a `LoggedReward` carries and all ADF needs.
 
-VW normalizes its own updates, so the feature spec's `normalize` is not
-applied here; its names only decide which features are known.
+VW normalizes its own updates and hashes names itself, so the feature
+spec's `normalize` and bits are not applied here; its names only decide
+which features are known (in a hashed namespace every name is).
 """
 
 from __future__ import annotations
@@ -49,13 +50,20 @@ def vw_name(name: str) -> str:
     return name.translate(_ESCAPES)
 
 
-def vw_features(features: Mapping[str, float], tokens: Mapping[str, str], label: str) -> str:
-    """Return `name:value` tokens of the non-zero features; raises KeyError on a feature the spec lacks."""
+def vw_features(features: Mapping[str, float], tokens: Mapping[str, str], label: str, *, hashed: bool = False) -> str:
+    """Return `name:value` tokens of the non-zero features.
+
+    A feature the spec lacks raises KeyError, unless the spec hashes that
+    namespace (`hashed`): then, as in the linear policies, it is just another
+    feature (VW hashes every name itself).
+    """
     parts = []
     for name, value in features.items():
         token = tokens.get(name)
         if token is None:
-            raise KeyError(f"unknown {label} feature {name!r}")
+            if not hashed:
+                raise KeyError(f"unknown {label} feature {name!r}")
+            token = vw_name(name)
         if value:
             parts.append(f"{token}:{value:.9g}")
     return " ".join(parts)
@@ -101,10 +109,12 @@ class VWPolicy:
         return pyvw.Workspace(arg_list=[*self.arguments(), *extra])
 
     def _shared_line(self, context: Features) -> str:
-        return "shared |s " + vw_features(context, self._shared_tokens, "shared")
+        hashed = self.features.shared_bits is not None
+        return "shared |s " + vw_features(context, self._shared_tokens, "shared", hashed=hashed)
 
     def _action_line(self, action: Features) -> str:
-        return "|a " + vw_features(action, self._action_tokens, "action")
+        hashed = self.features.action_bits is not None
+        return "|a " + vw_features(action, self._action_tokens, "action", hashed=hashed)
 
     def pick(
         self, *, context: Features, candidates: Sequence[Features], rng: np.random.Generator, explore: bool = True

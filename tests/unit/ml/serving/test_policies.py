@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from tipwise.ml.serving import (
+    CandidateSet,
     Decision,
     EpsilonGreedyPolicy,
     EpsilonGreedySpec,
@@ -23,17 +26,21 @@ from tipwise.ml.serving import (
     UniformPolicy,
     UniformSpec,
     build_policy,
+    collision_free_seed,
     spec_from_dict,
 )
 from tipwise.ml.serving.policies import (
+    GRID_BITS,
     SPEC_TYPES,
     CandidateRows,
+    DecisionRows,
     FactoredRidge,
     FeatureLayout,
     LinearTSPolicy,
     LinearTSSpec,
     RidgeIGWPolicy,
     RidgeIGWSpec,
+    RidgeReadout,
     VWCbAdfSpec,
     inverse_gap_weights,
 )
@@ -475,9 +482,15 @@ class TestFeatureLayout:
             layout.rows({}, [{"c0": 1.0}, {"w": 1.0}])
 
 
+def on_grid(values: Any) -> Any:
+    """Round to the grid `FactoredRidge` learns on."""
+    return np.rint(np.asarray(values) * 2.0**GRID_BITS) / 2.0**GRID_BITS
+
+
 def learn_both(factored: FactoredRidge, dense: RidgeModel, rows: CandidateRows, index: int, reward: float) -> None:
+    """Teach both models the same example; the dense one sees it rounded to the grid, as the factored one does."""
     factored.update(rows.select(index), reward)
-    dense.update(rows.dense()[index], reward)
+    dense.update(on_grid(rows.dense()[index]), float(on_grid(reward)))
 
 
 def assert_same_answers(factored: FactoredRidge, dense: RidgeModel, rows: CandidateRows) -> None:
@@ -519,8 +532,7 @@ class TestFactoredRidge:
         layout = FeatureLayout(random_rows_spec(True))
         model = FactoredRidge(layout, 1.0)
         rng = np.random.default_rng(8)
-        for _ in range(20):
-            model.update(layout.rows(random_context(rng), random_candidates(rng, 1, crossed=crossed)), 1.0)
+        model.learn(layout.learn_rows(random_examples(rng, 20, crossed=crossed)))
         copy = FactoredRidge(layout, 1.0)
 
         copy.load(model.to_bytes())
@@ -528,10 +540,33 @@ class TestFactoredRidge:
         rows = layout.rows(random_context(rng), random_candidates(rng, 5))
         assert copy.n == model.n == 20
         assert copy.is_dense == model.is_dense == (crossed == 2)
+        assert copy.derived_exactly
+        assert model.derived_exactly
         np.testing.assert_array_equal(copy.mean(rows), model.mean(rows))
         np.testing.assert_array_equal(copy.covariance(rows), model.covariance(rows))
 
-    def test_a_dense_ridge_state_from_before_the_factored_model_still_loads(self) -> None:
+    def test_one_example_updates_answer_like_the_statistics_up_to_rounding_until_the_next_batch(self) -> None:
+        layout = FeatureLayout(random_rows_spec(True))
+        rng = np.random.default_rng(15)
+        examples = random_examples(rng, 30, crossed=1)
+        stepwise, exact = FactoredRidge(layout, 1.0), FactoredRidge(layout, 1.0)
+        for example in examples[:20]:
+            stepwise.learn(layout.learn_rows([example]))
+        exact.learn(layout.learn_rows(examples[:20]))
+        rows = layout.rows(random_context(rng), random_candidates(rng, 5))
+
+        assert not derived_exactly(stepwise)
+        np.testing.assert_allclose(stepwise.mean(rows), exact.mean(rows), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(stepwise.width(rows), exact.width(rows), rtol=1e-9, atol=1e-12)
+
+        stepwise.learn(layout.learn_rows(examples[20:]))
+        exact.learn(layout.learn_rows(examples[20:]))
+
+        assert derived_exactly(stepwise)
+        np.testing.assert_array_equal(stepwise.mean(rows), exact.mean(rows))
+        np.testing.assert_array_equal(stepwise.covariance(rows), exact.covariance(rows))
+
+    def test_a_dense_inverse_state_from_before_the_statistics_is_converted(self) -> None:
         layout = FeatureLayout(random_rows_spec(False))
         dense = RidgeModel(FactoredRidge(layout, 1.0).dim, 1.0)
         rng = np.random.default_rng(9)
@@ -542,8 +577,10 @@ class TestFactoredRidge:
         model.load(dense.to_bytes())
 
         assert model.is_dense
+        assert model.migrated
         assert model.n == 1
-        np.testing.assert_array_equal(model.mean(rows), dense.mean(rows.dense()))
+        np.testing.assert_allclose(model.mean(rows), dense.mean(rows.dense()), atol=1e-9)
+        np.testing.assert_allclose(model.width(rows), dense.width(rows.dense()), atol=1e-9)
 
     @pytest.mark.parametrize(
         "spec",
@@ -572,3 +609,271 @@ class TestFactoredRidge:
         assert model.mean(rows).tolist() == [0.0]
         # x = [shared (1, 0, 0), action c0 = 1, c0 (x) shared = (1, 0, 0)]: |x|^2 = 3, so width = sqrt(3 / 4).
         np.testing.assert_allclose(model.width(rows), [np.sqrt(0.75)])
+
+    @pytest.mark.parametrize("crossed", [1, 2])
+    def test_the_state_is_the_same_bits_however_the_examples_are_batched(self, crossed: int) -> None:
+        layout = FeatureLayout(random_rows_spec(True))
+        rng = np.random.default_rng(11)
+        examples = random_examples(rng, 60, crossed=crossed)
+        one_by_one = FactoredRidge(layout, 1.0)
+        for example in examples:
+            one_by_one.learn(layout.learn_rows([example]))
+        in_batches = FactoredRidge(layout, 1.0)
+        cuts = [0, 7, 8, 31, 60]
+        for start, stop in itertools.pairwise(cuts):
+            in_batches.learn(layout.learn_rows(examples[start:stop]))
+        at_once = FactoredRidge(layout, 1.0)
+        at_once.learn(layout.learn_rows(examples))
+
+        rows = layout.rows(random_context(rng), random_candidates(rng, 4))
+        loaded = FactoredRidge(layout, 1.0)
+        loaded.load(one_by_one.to_bytes())
+        for model in (in_batches, at_once):
+            assert same_arrays(model.to_bytes(), one_by_one.to_bytes())
+            assert model.is_dense == one_by_one.is_dense == (crossed == 2)
+            np.testing.assert_array_equal(model.mean(rows), loaded.mean(rows))
+            np.testing.assert_array_equal(model.covariance(rows), loaded.covariance(rows))
+
+    def test_the_order_of_the_examples_does_not_change_a_bit(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+        rng = np.random.default_rng(12)
+        examples = random_examples(rng, 40, crossed=1)
+        forward, backward = FactoredRidge(layout, 2.0), FactoredRidge(layout, 2.0)
+
+        forward.learn(layout.learn_rows(examples))
+        backward.learn(layout.learn_rows(examples[::-1]))
+
+        assert same_arrays(forward.to_bytes(), backward.to_bytes())
+        rows = layout.rows(random_context(rng), random_candidates(rng, 3))
+        np.testing.assert_array_equal(forward.width(rows), backward.width(rows))
+
+    def test_a_factored_inverse_state_from_before_the_statistics_is_converted_to_them(self) -> None:
+        layout = FeatureLayout(random_rows_spec(True))
+        model = FactoredRidge(layout, 1.0)
+        model.learn(layout.learn_rows(random_examples(np.random.default_rng(13), 30, crossed=1)))
+        old = io.BytesIO()
+        # The format before the statistics: the factored inverse and the reward-weighted sums.
+        np.savez(
+            old,
+            schur_inv=model._schur_inv,
+            e=model._e,
+            block_inv=model._block_inv,
+            b_border=model._r_border * 2.0 ** (-2 * GRID_BITS),
+            b_blocks=model._r_blocks * 2.0 ** (-2 * GRID_BITS),
+            n=np.array(model.n),
+        )
+        converted = FactoredRidge(layout, 1.0)
+
+        converted.load(old.getvalue())
+
+        assert converted.migrated
+        assert not model.migrated
+        assert converted.n == 30
+        # Well conditioned: inverting the inverse lands back on the very same integers.
+        for name in ("_g_border", "_g_cross", "_g_blocks", "_r_border", "_r_blocks"):
+            np.testing.assert_array_equal(getattr(converted, name), getattr(model, name), err_msg=name)
+
+    def test_a_value_too_large_for_the_exact_sums_is_refused(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+        model = FactoredRidge(layout, 1.0)
+        example = LoggedReward(shared={"s0": 1.0}, action={"c0": 2.0**11}, propensity=0.5, reward=1.0)
+
+        with pytest.raises(ValueError, match="too large to learn"):
+            model.learn(layout.learn_rows([example]))
+        assert model.n == 0
+
+    def test_a_batch_whose_products_exceed_float_precision_is_learned_in_exact_chunks(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+        # Each row adds up to (1000 * 2^16)^2 ~ 2^46; 300 rows pass 2^53, so the batch is cut.
+        examples = [
+            LoggedReward(shared={"s0": 1000.0 - n}, action={"c1": 1.0, "effort": 3.0}, propensity=0.5, reward=1.0)
+            for n in range(300)
+        ]
+        at_once, one_by_one = FactoredRidge(layout, 1.0), FactoredRidge(layout, 1.0)
+
+        at_once.learn(layout.learn_rows(examples))
+        for example in examples:
+            one_by_one.learn(layout.learn_rows([example]))
+
+        assert same_arrays(at_once.to_bytes(), one_by_one.to_bytes())
+        expected = sum(round((1000.0 - n) * 2**GRID_BITS) ** 2 for n in range(300))
+        assert int(at_once._g_blocks[1][0, 0]) == expected
+
+
+class TestLearnRows:
+    @pytest.mark.parametrize("shared_weights", [False, True])
+    @pytest.mark.parametrize("normalize", [False, True])
+    def test_batch_rows_equal_each_example_s_own_rows(self, normalize: bool, shared_weights: bool) -> None:
+        layout = FeatureLayout(random_rows_spec(normalize), shared_weights=shared_weights)
+        examples = random_examples(np.random.default_rng(14), 12, crossed=1)
+
+        batch = layout.learn_rows(examples)
+
+        expected = np.vstack([layout.rows(e.shared, [e.action]).dense() for e in examples])
+        np.testing.assert_allclose(batch.dense(), expected, rtol=1e-15, atol=1e-15)
+        assert batch.reward.tolist() == [e.reward for e in examples]
+
+    def test_unknown_features_raise_key_errors(self) -> None:
+        layout = FeatureLayout(random_rows_spec(False))
+
+        with pytest.raises(KeyError, match="unknown action feature 'w'"):
+            layout.learn_rows([LoggedReward(shared={}, action={"w": 1.0}, propensity=1.0, reward=0.0)])
+        with pytest.raises(KeyError, match="unknown shared feature 'x'"):
+            layout.learn_rows([LoggedReward(shared={"x": 1.0}, action={}, propensity=1.0, reward=0.0)])
+
+
+def random_examples(rng: np.random.Generator, n: int, *, crossed: int) -> list[LoggedReward]:
+    """`n` examples; with crossed=2 one in the middle switches on two crossed blocks."""
+    return [
+        LoggedReward(
+            shared=random_context(rng),
+            action=random_candidates(rng, 1, crossed=crossed if i == n // 2 else 1)[0],
+            propensity=0.5,
+            reward=float(rng.choice([1.0, 0.3, 0.0, -0.5])),
+        )
+        for i in range(n)
+    ]
+
+
+def derived_exactly(model: FactoredRidge) -> bool:
+    # A call, not the property: mypy would otherwise narrow it to one value for the rest of a test.
+    return model.derived_exactly
+
+
+def same_arrays(left: bytes, right: bytes) -> bool:
+    with np.load(io.BytesIO(left)) as a, np.load(io.BytesIO(right)) as b:
+        return set(a.files) == set(b.files) and all(
+            a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes() for k in a.files
+        )
+
+
+def hashed_rows_spec(normalize: bool) -> FeatureSpec:
+    return FeatureSpec(
+        name="random-hashed/v1",
+        shared=("s0", "s1", "s2"),
+        action=("c0", "c1", "c2", "effort"),
+        action_cross=("c0", "c1", "c2"),
+        normalize=normalize,
+        shared_bits=3,
+        action_bits=4,
+        seed=HASHED_SEED,
+    )
+
+
+HASHED_SEED = collision_free_seed(
+    FeatureSpec(name="s", shared=("s0", "s1", "s2"), action=("c0", "c1", "c2", "effort"), shared_bits=3, action_bits=4)
+)
+
+
+def assert_readout_answers_like_the_model(model: FactoredRidge, rows: DecisionRows) -> None:
+    readout = RidgeReadout.of(model)
+    full = rows.candidate_rows()
+    scale = np.ones(len(rows)) if rows.scale is None else rows.scale
+    z = rows.z * scale[:, None]
+    np.testing.assert_allclose(z @ readout.weights(rows), model.mean(full), atol=1e-12)
+    np.testing.assert_allclose(z @ readout.form(rows) @ z.T, model.covariance(full), atol=1e-12)
+
+
+class TestRidgeReadout:
+    @pytest.mark.parametrize("hashed", [False, True], ids=["declared", "hashed"])
+    @pytest.mark.parametrize("shared_weights", [False, True])
+    @pytest.mark.parametrize("normalize", [False, True])
+    @pytest.mark.parametrize("crossed", [1, 2], ids=["factored", "dense"])
+    def test_answers_equal_the_models_own(
+        self, hashed: bool, shared_weights: bool, normalize: bool, crossed: int
+    ) -> None:
+        spec = hashed_rows_spec(normalize) if hashed else random_rows_spec(normalize)
+        layout = FeatureLayout(spec, shared_weights=shared_weights)
+        model = FactoredRidge(layout, 0.7)
+        rng = np.random.default_rng(11)
+        for _ in range(30):
+            context = random_context(rng)
+            rows = layout.decision(context, random_candidates(rng, 5, crossed=int(rng.integers(0, crossed + 1))))
+            assert_readout_answers_like_the_model(model, rows)
+            model.update(layout.rows(context, random_candidates(rng, 1, crossed=crossed)), float(rng.normal()))
+
+        assert model.is_dense == (crossed == 2)
+
+    def test_candidates_using_no_border_column_are_answered_too(self) -> None:
+        layout = FeatureLayout(random_rows_spec(True), shared_weights=False)
+        model = FactoredRidge(layout, 1.0)
+        rng = np.random.default_rng(12)
+        for _ in range(5):
+            model.update(layout.rows(random_context(rng), random_candidates(rng, 1)), 1.0)
+
+        rows = layout.decision(random_context(rng), [{}, {}])
+
+        assert rows.columns.size == 0
+        assert_readout_answers_like_the_model(model, rows)
+
+
+LINEAR_SPECS: dict[str, PolicySpec] = {
+    "epsilon_greedy": EpsilonGreedySpec(epsilon=0.2),
+    "linucb": LinUCBSpec(alpha=0.5, floor=0.1),
+    "linear_ts": LinearTSSpec(scale=0.3, floor=0.1, draws=50),
+    "ridge_igw": RidgeIGWSpec(gamma=50.0, alpha=0.1, floor=0.1),
+}
+
+
+class TestPreparedCandidates:
+    @pytest.mark.parametrize("name", sorted(LINEAR_SPECS))
+    @pytest.mark.parametrize("explore", [True, False])
+    def test_a_candidate_set_decides_exactly_like_the_plain_features(self, name: str, explore: bool) -> None:
+        spec = hashed_rows_spec(True)
+        rng = np.random.default_rng(13)
+        batch = [
+            LoggedReward(
+                shared=random_context(rng), action=random_candidates(rng, 1)[0], propensity=0.5, reward=float(r)
+            )
+            for r in rng.random(30) < 0.4
+        ]
+        policy = build_policy(LINEAR_SPECS[name], features=spec)
+        policy.learn(batch)
+        for seed in range(10):
+            context, candidates = random_context(rng), random_candidates(rng, 6)
+            prepared = CandidateSet(spec, candidates)
+
+            from_features = policy.pick(
+                context=context, candidates=candidates, rng=np.random.default_rng(seed), explore=explore
+            )
+            from_set = policy.pick(
+                context=dict(context), candidates=prepared, rng=np.random.default_rng(seed), explore=explore
+            )
+
+            assert from_set == from_features
+
+    def test_a_set_prepared_for_another_spec_is_featurized_again(self) -> None:
+        policy = LinUCBPolicy(LinUCBSpec(), features=SPEC)
+        other = FeatureSpec(name="other/v1", shared=("bias",), action=("a1", "a0", "a2"), action_cross=("a1",))
+
+        picked = policy.pick(context=CONTEXT, candidates=CandidateSet(other, CANDIDATES), rng=np.random.default_rng(1))
+        plain = policy.pick(context=CONTEXT, candidates=list(CANDIDATES), rng=np.random.default_rng(1))
+
+        assert picked == plain
+
+    def test_pick_reads_the_model_state_after_learning_and_loading(self) -> None:
+        policy = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=SPEC)
+        assert pick(policy, 0).probabilities == (1 / 3, 1 / 3, 1 / 3)
+
+        policy.learn(rewarding_batch())
+        learned = pick(policy, 0).probabilities
+        fresh = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=SPEC)
+        pick(fresh, 0)
+        fresh.load_state(policy.state_bytes())
+
+        assert learned[BEST] == 1.0
+        assert pick(fresh, 0).probabilities == learned
+
+    def test_a_hashed_spec_learns_and_picks_on_features_it_does_not_declare(self) -> None:
+        spec = hashed_rows_spec(False)
+        policy = LinUCBPolicy(LinUCBSpec(alpha=0.0, floor=0.0), features=spec)
+        context = {"s0": 1.0, "calendar_busy": 1.0}
+        candidates: list[Features] = [{"c0": 1.0, "new_kind": 1.0}, {"c1": 1.0}]
+        batch = [LoggedReward(shared=context, action=candidates[0], propensity=0.5, reward=1.0)] * 5
+
+        policy.learn(batch)
+
+        assert policy.pick(context=context, candidates=candidates, rng=np.random.default_rng(0)).probabilities == (
+            1.0,
+            0.0,
+        )

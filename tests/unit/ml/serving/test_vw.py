@@ -50,6 +50,9 @@ class TestVWNames:
         with pytest.raises(KeyError, match="unknown action feature 'nope'"):
             vw_features({"nope": 1.0}, {}, "action")
 
+    def test_unknown_feature_of_a_hashed_namespace_is_escaped_like_any_other(self) -> None:
+        assert vw_features({"x": 1.0, "no pe": 2.0}, {"x": "x"}, "action", hashed=True) == "x:1 no%20pe:2"
+
 
 class TestVWPolicy:
     @pytest.mark.parametrize("exploration", ["epsilon", "squarecb"])
@@ -127,6 +130,17 @@ class TestVWPolicy:
     def test_unknown_feature_is_rejected(self) -> None:
         with pytest.raises(KeyError, match="unknown shared feature 'evening'"):
             policy().pick(context={"evening": 1.0}, candidates=CANDIDATES, rng=np.random.default_rng(0))
+
+    def test_a_hashed_spec_takes_unknown_features(self) -> None:
+        hashed = FeatureSpec(name="h/v1", shared=SPEC.shared, action=SPEC.action, shared_bits=4, action_bits=4)
+        vw = build_policy(spec_from_dict({"kind": "vw_cb_adf"}), features=hashed)
+
+        decision = vw.pick(
+            context={"evening": 1.0}, candidates=[{"a0": 1.0}, {"new": 1.0}], rng=np.random.default_rng(0)
+        )
+
+        assert len(decision.probabilities) == 2
+        assert sum(decision.probabilities) == pytest.approx(1.0)
 
     def test_pick_without_candidates_is_rejected(self) -> None:
         with pytest.raises(ValueError, match="at least one candidate"):

@@ -1,0 +1,1 @@
+"""Pure rules of the integrations module: reading calendar feeds into busy intervals."""
