@@ -223,7 +223,9 @@ def build(
     bus: EmbeddedBus | NatsBus
     if settings.uses_nats:
         bus = NatsBus(
-            settings=NatsSettings(url=settings.event_bus, prefix=settings.nats_prefix),
+            settings=NatsSettings(
+                url=settings.event_bus, prefix=settings.nats_prefix, batch_size=settings.nats_batch_size
+            ),
             db=db,
             clock=clock,
             metrics=metrics,

@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     event_bus: str = "embedded"
     # Namespaces NATS subjects and streams, so several installations can share one server.
     nats_prefix: str = "tipwise"
+    # Events per relay transaction and per learner transaction on NATS (fetched and acknowledged together).
+    nats_batch_size: int = Field(default=2000, ge=1, le=10_000)
     # Where model snapshots are published: files under the data dir, or MLflow (`TIPWISE_MLFLOW_*`).
     model_registry: Literal["files", "mlflow"] = "files"
 

@@ -61,11 +61,16 @@ def apply_exactly_once(
     Runs inside the caller's transaction, so the effect and the record of it commit together.
     Returns the events applied now.
     """
-    done = repository.seen(session, consumer=consumer.name, event_ids=[e.id for e in batch])
-    fresh = [event for event in batch if event.id not in done]
+    # Tracking rows first: one statement tells which events are new and records them; should the
+    # consumer fail, the transaction rolls both back.
+    claimed = repository.claim(session, consumer=consumer.name, event_ids=[e.id for e in batch], at=at)
+    fresh = []
+    for event in batch:
+        if event.id in claimed:
+            claimed.discard(event.id)  # an event twice in one batch is applied once
+            fresh.append(event)
     if fresh:
         consumer.apply(session, fresh)
-        repository.record(session, consumer=consumer.name, event_ids=[e.id for e in fresh], at=at)
     return fresh
 
 

@@ -27,10 +27,14 @@ each network step there.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import re
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -38,8 +42,9 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from tipwise.events import repository
@@ -93,9 +98,11 @@ class NatsSettings:
     url: str
     # Namespaces subjects (`<prefix>.…`) and streams (`<PREFIX>_…`); tests use a fresh one each.
     prefix: str = "tipwise"
-    batch_size: int = 500
+    batch_size: int = 2000
     # How long an idle `dispatch()` waits for the next event before it returns 0.
     fetch_wait: float = 0.5
+    # Once events arrive, how long a fetch waits for more of them to make one batch.
+    fetch_linger: float = 0.01
     max_attempts: int = 5
     # Delay before redelivering an event a consumer failed on, by attempt (the last one repeats).
     retry_delays: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
@@ -151,6 +158,11 @@ class _Loop:
             # nats-py cancels what is in flight when the connection drops and reconnects.
             raise BusUnavailable("NATS dropped the connection while answering") from None
 
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` on the loop without waiting for it; a failure is logged."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future.add_done_callback(_log_failure)
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
@@ -162,8 +174,189 @@ class _Loop:
 class _Subscription:
     consumer: Consumer
     family: str
-    pull: JetStreamContext.PullSubscription | None = None
+    pull: _Pull | None = None
     types: frozenset[str] = field(default_factory=frozenset)
+
+
+_NEXT = "$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+
+
+class _Pull:
+    """A durable pull consumer read through JetStream's pull API, one request at a time.
+
+    nats-py's `fetch` waits for each message in a task of its own, which costs more CPU than
+    everything else the learner does per event; here the messages of a request are collected by one
+    subscription callback. A request asks for up to `batch` messages; it ends when that many came,
+    or with a status message (404 nothing there, 408 expired, 409 consumer gone or at its limit).
+    `fetch` returns once messages are there (after a short linger, so they come as one batch) and
+    may leave its request open: what it delivers meanwhile waits in `_ready` for the next fetch, in
+    stream order. Only one request is open at a time, so every message and status belongs to it.
+    """
+
+    def __init__(self, nc: Client, *, stream: str, consumer: str, linger: float) -> None:
+        self._nc = nc
+        self._subject = _NEXT.format(stream=stream, consumer=consumer)
+        self._linger = linger
+        self.stream = stream
+        self.consumer = consumer
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._ready: list[Msg] = []
+        self._owed = 0  # messages the open request may still deliver
+        self._open_until = 0.0  # monotonic deadline of the open request; 0 when none is open
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+
+    async def stop(self) -> None:
+        """Unsubscribe and hand back the messages fetched but not taken (redelivered at once)."""
+        # A request still open would deliver to an inbox nobody reads, and JetStream would hold
+        # those messages for the ack wait (60 s): let it end first (a request for what is there
+        # ends at once, a waiting one within its expiry).
+        deadline = time.monotonic() + 2.0
+        while self._is_open() and await self._wait(deadline):
+            pass
+        for msg in self._ready:
+            await msg.nak()
+        self._ready.clear()
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_message(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self._ready.append(msg)
+            self._owed -= 1
+            if self._owed <= 0:
+                self._open_until = 0.0
+        elif status != "100":  # anything but a heartbeat ends the request
+            self._open_until = 0.0
+        self._changed.set()
+
+    def _is_open(self) -> bool:
+        if self._open_until and time.monotonic() > self._open_until:
+            self._open_until = 0.0  # lost, e.g. with a dropped connection
+        return self._open_until > 0
+
+    async def _request(self, batch: int, *, expires: float | None) -> None:
+        body: dict[str, object] = {"batch": batch}
+        if expires is None:
+            # Whatever is there now, then a status: the request ends at once.
+            body["no_wait"] = True
+            lifetime = 5.0
+        else:
+            body["expires"] = int(expires * 1e9)
+            lifetime = expires + 1.0
+        self._owed = batch
+        self._open_until = time.monotonic() + lifetime
+        self._changed.clear()
+        await self._nc.publish(self._subject, json.dumps(body).encode(), reply=self._inbox)
+
+    async def _wait(self, deadline: float) -> bool:
+        """Wait for a message or a status until `deadline`; return False when it passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self._changed.wait(), remaining)
+        except TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+    async def fetch(self, batch: int, wait: float) -> list[Msg]:
+        """Return up to `batch` messages in stream order, waiting up to `wait` for the first.
+
+        Before returning, it asks for the next batch of what is there now, so that batch travels
+        while the caller applies this one.
+        """
+        deadline = time.monotonic() + wait
+        if not self._ready and not self._is_open():
+            await self._request(batch, expires=None)
+        # A request for what is there now is answered at once; wait for it to end.
+        while not self._ready and self._is_open() and await self._wait(max(deadline, time.monotonic() + 1.0)):
+            pass
+        if not self._ready and not self._is_open() and wait > 0:
+            await self._request(batch, expires=wait)
+            while not self._ready and self._is_open() and await self._wait(deadline):
+                pass
+        if self._ready and len(self._ready) < batch and self._is_open():
+            # More of this request may be on the wire: take them in the same batch.
+            linger = time.monotonic() + self._linger
+            while len(self._ready) < batch and self._is_open() and await self._wait(linger):
+                pass
+        taken, self._ready = self._ready[:batch], self._ready[batch:]
+        if taken and not self._ready and not self._is_open():
+            await self._request(batch, expires=None)
+        return taken
+
+
+class _Publisher:
+    """Publishes a batch to JetStream and collects the stream's acknowledgements on one inbox.
+
+    nats-py's `publish_async` keeps a future and a semaphore per message; a batch needs only a count.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.client = nc
+        self._nc = nc
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._batches = itertools.count()
+        self._batch = -1
+        self._left = 0
+        self._duplicates = 0
+        self._errors: list[str] = []
+        self._done: asyncio.Event = asyncio.Event()
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*.*", cb=self._on_ack)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        batch = msg.subject.rsplit(".", 2)[1]
+        if batch != str(self._batch):
+            return  # a late answer to a batch that timed out
+        if not msg.data:  # a status, e.g. 503 when no stream takes the subject
+            status = (msg.headers or {}).get("Status", "?")
+            self._errors.append(f"status {status} {(msg.headers or {}).get('Description', '')}".strip())
+        else:
+            ack = json.loads(msg.data)
+            if "error" in ack:
+                self._errors.append(str(ack["error"].get("description", ack["error"])))
+            elif ack.get("duplicate"):
+                self._duplicates += 1
+        self._left -= 1
+        if self._left <= 0:
+            self._done.set()
+
+    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]], timeout: float) -> int:
+        """Publish `messages` (subject, data, headers) in order; return how many the stream dropped as duplicates.
+
+        Raises BusUnavailable when the stream refuses one or does not answer for all within `timeout`.
+        """
+        if not messages:
+            return 0
+        self._batch = next(self._batches)
+        self._left = len(messages)
+        self._duplicates = 0
+        self._errors = []
+        self._done.clear()
+        prefix = f"{self._inbox}.{self._batch}."
+        for index, (subject, data, headers) in enumerate(messages):
+            await self._nc.publish(subject, data, reply=f"{prefix}{index}", headers=headers)
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except TimeoutError:
+            raise BusUnavailable(
+                f"JetStream acknowledged {len(messages) - self._left} of {len(messages)} events within {timeout:g} s"
+            ) from None
+        finally:
+            self._batch = -1
+        if self._errors:
+            raise BusUnavailable(f"JetStream refused {len(self._errors)} events: {self._errors[0]}")
+        return self._duplicates
 
 
 class NatsBus:
@@ -178,6 +371,7 @@ class NatsBus:
         self._loop = _Loop()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._publisher: _Publisher | None = None
         self._connect_lock = asyncio.Lock()
 
     # -- the port --------------------------------------------------------------
@@ -212,7 +406,7 @@ class NatsBus:
         applied = 0
         for index, subscription in enumerate(self._subscriptions):
             # Only the first fetch of a round waits for events; the others take what is there.
-            wait = self._settings.fetch_wait if index == 0 else 0.01
+            wait = self._settings.fetch_wait if index == 0 else 0.0
             applied += self._dispatch_one(subscription, wait=wait)
         return applied
 
@@ -220,7 +414,8 @@ class NatsBus:
         pending = 0
         for subscription in self._subscriptions:
             if subscription.consumer.name == consumer and subscription.pull is not None:
-                info = self._run(subscription.pull.consumer_info())
+                pull = subscription.pull
+                info = self._run(self._consumer_info(pull.stream, pull.consumer))
                 pending += (info.num_pending or 0) + (info.num_ack_pending or 0)
         # JetStream does not tell the age of the oldest pending message without fetching it.
         return Lag(events=pending, oldest=None)
@@ -283,6 +478,9 @@ class NatsBus:
 
             async def close() -> None:
                 try:
+                    for subscription in self._subscriptions:
+                        if subscription.pull is not None:
+                            await subscription.pull.stop()
                     await client.flush(timeout=2)
                 finally:
                     await client.close()
@@ -309,6 +507,8 @@ class NatsBus:
                 self._nc = await asyncio.wait_for(self._connect(), self._settings.timeout)
                 self._js = self._nc.jetstream(timeout=self._settings.timeout)
                 await self._declare(self._js)
+                for subscription in self._subscriptions:  # subscribed on the closed connection
+                    subscription.pull = None
             js = self._js
             if js is None:  # connected by a call that failed half-way
                 raise BusUnavailable("NATS connection is not ready")
@@ -361,30 +561,44 @@ class NatsBus:
             if subscription.pull is not None:
                 continue
             name = _durable_name(subscription.consumer.name)
-            subscription.pull = await js.pull_subscribe(
-                f"{self._settings.prefix}.{subscription.family}.>",
-                durable=name,
-                stream=self._settings.stream(subscription.family),
-                config=ConsumerConfig(
-                    durable_name=name,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.ALL,
-                    # Redelivery is this adapter's job (nak with delay, then dead letter), so the
-                    # server never gives up on its own; ack_wait only covers a consumer that died.
-                    max_deliver=-1,
-                    ack_wait=60,
-                    max_ack_pending=self._settings.batch_size * 4,
-                ),
-            )
+            stream = self._settings.stream(subscription.family)
+            try:
+                await js.consumer_info(stream, name)
+            except NotFoundError:
+                await js.add_consumer(
+                    stream,
+                    ConsumerConfig(
+                        durable_name=name,
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.ALL,
+                        # Redelivery is this adapter's job (nak with delay, then dead letter), so the
+                        # server never gives up on its own; ack_wait only covers a consumer that died.
+                        max_deliver=-1,
+                        ack_wait=60,
+                        max_ack_pending=self._settings.batch_size * 4,
+                    ),
+                )
+            assert self._nc is not None  # noqa: S101 - _ensure connected first
+            pull = _Pull(self._nc, stream=stream, consumer=name, linger=self._settings.fetch_linger)
+            await pull.start()
+            subscription.pull = pull
+
+    async def _consumer_info(self, stream: str, consumer: str) -> ConsumerInfo:
+        js = await self._ensure()
+        info: ConsumerInfo = await js.consumer_info(stream, consumer)
+        return info
 
     async def _publish(self, batch: Sequence[Event]) -> None:
-        js = await self._ensure()
-        futures = []
+        await self._ensure()
+        if self._publisher is None or self._publisher.client is not self._nc:
+            assert self._nc is not None  # noqa: S101 - _ensure connected first
+            self._publisher = _Publisher(self._nc)
+            await self._publisher.start()
+        messages = []
         for event in batch:
             data, headers = encode(event)
-            futures.append(await js.publish_async(self._settings.subject(event.type), data, headers=headers))
-        acks = await asyncio.wait_for(asyncio.gather(*futures), self._settings.timeout)
-        duplicates = sum(1 for ack in acks if ack.duplicate)
+            messages.append((self._settings.subject(event.type), data, headers))
+        duplicates = await self._publisher.publish(messages, self._settings.timeout)
         if duplicates:
             log.info("relay_duplicates_dropped", events=duplicates)
 
@@ -393,7 +607,7 @@ class NatsBus:
         pull = subscription.pull
         if pull is None:
             raise BusUnavailable(f"no JetStream consumer bound for {subscription.consumer.name!r}")
-        messages = self._run(_fetch(pull, self._settings.batch_size, wait))
+        messages = self._run(pull.fetch(self._settings.batch_size, wait))
         if not messages:
             return 0
         pairs = [(msg, decode(msg)) for msg in messages]
@@ -404,7 +618,9 @@ class NatsBus:
             # Find the events that fail: apply one by one, each in its own transaction.
             applied = sum(self._apply_alone(subscription.consumer, msg, event) for msg, event in pairs)
             return applied
-        self._run(_ack_all([msg for msg, _ in pairs]))
+        # The acks need no answer (JetStream does not confirm them): queue them on the loop and
+        # go on. A lost ack means a redelivery, which the tracking rows skip.
+        self._loop.submit(_ack_all([msg for msg, _ in pairs]))
         return applied
 
     def _apply(self, consumer: Consumer, batch: Sequence[Event]) -> int:
@@ -465,11 +681,9 @@ async def _declare_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.add_stream(config)
 
 
-async def _fetch(pull: JetStreamContext.PullSubscription, batch: int, wait: float) -> list[Msg]:
-    try:
-        return await pull.fetch(batch, timeout=wait)
-    except (TimeoutError, nats.errors.TimeoutError):
-        return []
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("nats_background_step_failed", error=repr(future.exception()))
 
 
 async def _ack_all(messages: Sequence[Msg]) -> None:

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Row, Table, func, insert, select, update
+from sqlalchemy import BigInteger, Row, String, Table, Uuid, any_, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tipwise.events.contracts import Event
@@ -17,8 +18,31 @@ from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, Tracki
 # the outbox on every decision; no row object is ever needed.
 _OUTBOX = cast(Table, OutboxRow.__table__)
 _LOG = cast(Table, LogRow.__table__)
+_TRACKING = cast(Table, TrackingRow.__table__)
 _INSERT_OUTBOX = insert(_OUTBOX)
 _INSERT_LOG = insert(_LOG)
+# Claiming a batch is one statement on PostgreSQL: the ids travel as one array parameter, and the
+# rows already there (events applied before) are skipped and not returned.
+_CLAIM_POSTGRES = (
+    postgresql.insert(_TRACKING)
+    .from_select(
+        ["consumer", "event_id", "applied_at"],
+        select(
+            bindparam("consumer", type_=String()),
+            func.unnest(bindparam("event_ids", type_=postgresql.ARRAY(Uuid()))),
+            bindparam("at", type_=_TRACKING.c.applied_at.type),
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(_TRACKING.c.event_id)
+)
+_MARK_PUBLISHED_POSTGRES = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.seq == any_(bindparam("seqs", type_=postgresql.ARRAY(BigInteger()))))
+    .values(published_at=bindparam("at", type_=_OUTBOX.c.published_at.type))
+)
+# SQLite has no arrays: SQLAlchemy sends the rows as multi-row VALUES ("insertmanyvalues").
+_CLAIM_SQLITE = sqlite.insert(_TRACKING).on_conflict_do_nothing().returning(_TRACKING.c.event_id)
 
 
 def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
@@ -48,10 +72,10 @@ def unpublished_events(session: Session, *, limit: int, lock: bool = False) -> l
     With `lock`, the rows stay locked until the transaction ends and rows another relay holds are
     skipped (PostgreSQL; SQLite has one writer anyway).
     """
-    query = select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq).limit(limit)
+    query = select(_OUTBOX).where(_OUTBOX.c.published_at.is_(None)).order_by(_OUTBOX.c.seq).limit(limit)
     if lock:
         query = query.with_for_update(skip_locked=True)
-    return [(row.seq, _to_event(row)) for row in session.scalars(query)]
+    return [(row.seq, _to_event(row)) for row in session.execute(query)]
 
 
 def outbox_backlog(session: Session) -> int:
@@ -60,7 +84,11 @@ def outbox_backlog(session: Session) -> int:
 
 
 def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> None:
-    session.execute(update(OutboxRow).where(OutboxRow.seq.in_(seqs)).values(published_at=at))
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: the statement is the same text for any batch (`IN` is not).
+        session.execute(_MARK_PUBLISHED_POSTGRES, {"seqs": list(seqs), "at": at})
+    else:
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.seq.in_(seqs)).values(published_at=at))
 
 
 def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> None:
@@ -112,17 +140,22 @@ def set_consumer_position(session: Session, consumer: str, position: int) -> Non
         row.position = position
 
 
-def seen(session: Session, *, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
-    """Return which of `event_ids` the consumer has already applied."""
-    query = select(TrackingRow.event_id).where(TrackingRow.consumer == consumer, TrackingRow.event_id.in_(event_ids))
-    return set(session.scalars(query))
+def claim(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: datetime) -> set[UUID]:
+    """Record tracking rows for `event_ids`; return the ids the consumer had not applied before.
 
-
-def record(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: datetime) -> None:
-    if event_ids:
-        session.execute(
-            insert(TrackingRow), [{"consumer": consumer, "event_id": e, "applied_at": at} for e in event_ids]
+    One statement both checks and records, in the caller's transaction: the effect of the events
+    returned must commit with it. A concurrent transaction claiming the same id waits for this
+    one, so only one of them gets it.
+    """
+    if not event_ids:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        result = session.execute(_CLAIM_POSTGRES, {"consumer": consumer, "event_ids": list(event_ids), "at": at})
+    else:
+        result = session.execute(
+            _CLAIM_SQLITE, [{"consumer": consumer, "event_id": e, "applied_at": at} for e in event_ids]
         )
+    return set(result.scalars())
 
 
 def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:

@@ -18,6 +18,7 @@ import pytest
 from tests.support.consumers import RecordingConsumer, effects
 from tipwise import events
 from tipwise.events import repository
+from tipwise.events.bus import apply_exactly_once
 from tipwise.events.jetstream import NatsBus, NatsSettings
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.db import Database
@@ -328,6 +329,31 @@ class TestNatsDeadLetters:
         assert effects(migrated) == ["1", "3", "4"]
 
 
+@pytest.mark.nats
+class TestNatsBatches:
+    def test_events_fetched_ahead_are_handed_back_at_once_when_the_bus_closes(
+        self, nats_harness: NatsHarness, migrated: Database, clock: FakeClock
+    ) -> None:
+        first = NatsBus(settings=nats_harness.settings, db=migrated, clock=clock)
+        consumer = RecordingConsumer(key=_n)
+        first.subscribe(consumer)
+        _publish(migrated, clock, "1", "2", "3")
+        assert first.relay() == 3
+        # Batches of 2: the fetch that returns "1" and "2" asks for the next batch, "3".
+        assert first.dispatch() == 2
+        first.close()
+
+        second = NatsBus(settings=nats_harness.settings, db=migrated, clock=clock)
+        successor = RecordingConsumer(key=_n)
+        second.subscribe(successor)
+        try:
+            # Not after JetStream's 60 s ack wait: the closing bus gave "3" back.
+            _eventually(lambda: second.dispatch() >= 0 and successor.seen == ["3"], timeout=10)
+        finally:
+            second.close()
+        assert effects(migrated) == ["1", "2", "3"]
+
+
 class _noop:
     def __enter__(self) -> None:
         return None
@@ -343,3 +369,32 @@ def _eventually(condition: object, timeout: float = 15.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+class TestApplyExactlyOnce:
+    """The tracking rows both adapters write, in the consumer's transaction."""
+
+    def test_an_event_twice_in_a_batch_or_applied_before_is_applied_once(
+        self, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer(key=_n)
+        first, second = _event("1", clock), _event("2", clock)
+        with migrated.write() as session:
+            applied = apply_exactly_once(session, consumer, [first, first, second], at=clock.now())
+        assert applied == [first, second]
+        with migrated.write() as session:
+            applied = apply_exactly_once(session, consumer, [second, _event("3", clock)], at=clock.now())
+        assert [_n(e) for e in applied] == ["3"]
+        assert consumer.seen == ["1", "2", "3"]
+        assert effects(migrated) == ["1", "2", "3"]
+
+    def test_a_failing_consumer_leaves_no_tracking_rows(self, migrated: Database, clock: FakeClock) -> None:
+        consumer = RecordingConsumer(key=_n, fail_on="2")
+        batch = [_event("1", clock), _event("2", clock)]
+        with pytest.raises(RuntimeError, match="consumer failed"), migrated.write() as session:
+            apply_exactly_once(session, consumer, batch, at=clock.now())
+        consumer.fail_on = None
+        with migrated.write() as session:
+            applied = apply_exactly_once(session, consumer, batch, at=clock.now())
+        assert applied == batch
+        assert effects(migrated) == ["1", "2"]

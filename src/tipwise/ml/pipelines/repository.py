@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Row, Table, Uuid, any_, bindparam, delete, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
 
+# A row of `ml_pending_decision`, read with Core (no ORM object per row).
+PendingDecision = Row[Any]
 
-def pending(session: Session, tip_instance_ids: Collection[UUID]) -> dict[UUID, PendingDecisionRow]:
+
+_PENDING = cast(Table, PendingDecisionRow.__table__)
+# The learner looks up a batch's decisions with one array parameter on PostgreSQL: the statement's
+# text is the same for every batch (an `IN` list is not, and psycopg converts each new text again).
+_PENDING_POSTGRES = select(_PENDING).where(
+    _PENDING.c.tip_instance_id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
+)
+
+
+def pending(session: Session, tip_instance_ids: Collection[UUID]) -> dict[UUID, PendingDecision]:
+    """Return the stored pending decisions among `tip_instance_ids`, by id."""
     if not tip_instance_ids:
         return {}
-    query = select(PendingDecisionRow).where(PendingDecisionRow.tip_instance_id.in_(tip_instance_ids))
-    return {row.tip_instance_id: row for row in session.scalars(query)}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_PENDING_POSTGRES, {"ids": list(tip_instance_ids)})
+    else:
+        rows = session.execute(select(_PENDING).where(_PENDING.c.tip_instance_id.in_(tip_instance_ids)))
+    return {row.tip_instance_id: row for row in rows}
 
 
 def add_pending(session: Session, rows: Sequence[dict[str, object]]) -> None:
