@@ -447,31 +447,14 @@ def learner_throughput(*, rewards: int) -> list[Result]:
             container.close()
     policies = len(container.registry.specs)
     console.print(f"learner: {rewards} rewards x {policies} policies in {learner_seconds:.2f} s")
+    figures = (
+        ("learner rewards/s (SQLite log)", learner_seconds),
+        ("replay rewards/s (in memory)", replay_seconds),
+        ("learn rewards/s (joined examples, one batch)", learn_seconds),
+    )
     return [
-        Result(
-            name="learner rewards/s (SQLite log)",
-            mean=rewards / learner_seconds,
-            std=0.0,
-            seconds=learner_seconds,
-            unit="1/s",
-            extra={"policies": policies},
-        ),
-        Result(
-            name="replay rewards/s (in memory)",
-            mean=rewards / replay_seconds,
-            std=0.0,
-            seconds=replay_seconds,
-            unit="1/s",
-            extra={"policies": policies},
-        ),
-        Result(
-            name="learn rewards/s (joined examples, one batch)",
-            mean=rewards / learn_seconds,
-            std=0.0,
-            seconds=learn_seconds,
-            unit="1/s",
-            extra={"policies": policies},
-        ),
+        Result(name=name, mean=rewards / seconds, std=0.0, seconds=seconds, unit="1/s", extra={"policies": policies})
+        for name, seconds in figures
     ]
 
 
