@@ -1203,22 +1203,14 @@ class _DenseReadout(RidgeReadout):
             border_inv=model.a_inv[:border, :border],
             theta_blocks=model.theta[border:].reshape(blocks, shared),
         )
-        c, ds = blocks, shared
         # A^-1 between each border column and each crossed block (sliced to the used columns per column set).
-        self._coupling = model.a_inv[:border, border:].reshape(border, c, ds)
-        crossed = model.a_inv[border:, border:].reshape(c, ds, c, ds)
-        first, second = np.triu_indices(c)
-        low, high = np.triu_indices(ds)
-        pairs = crossed[first, :, second, :]  # (pairs, ds, ds): the blocks B_ij with i <= j
-        folded = pairs[:, low, high] + pairs[:, high, low]
-        on_diagonal = low == high
-        folded[:, on_diagonal] = pairs[:, low[on_diagonal], low[on_diagonal]]
-        self._folded = np.ascontiguousarray(folded)
-        self._low, self._high = low, high
-        pair_of = np.empty((c, c), dtype=np.intp)
-        pair_of[first, second] = np.arange(first.size)
-        pair_of[second, first] = np.arange(first.size)
-        self._pair_of = pair_of.ravel()
+        self._coupling = model.a_inv[:border, border:].reshape(border, blocks, shared)
+        folding = _Folding.of(border, blocks, shared)
+        self._low, self._high, self._pair_of = folding.low, folding.high, folding.pair_of
+        # B_ij[a, b] + B_ij[b, a], and on a == b twice B_ij[a, a] halved again (exact).
+        self._folded = model.a_inv.take(folding.upper)
+        self._folded += model.a_inv.take(folding.lower)
+        self._folded[:, folding.diagonal] *= 0.5
         self._a_inv, self._border = model.a_inv, border
         self._crossed: Matrix | None = None
 
@@ -1255,6 +1247,38 @@ class _DenseReadout(RidgeReadout):
         q[m:, n] = linear[m]
         q[m:, m:n] = (self._folded @ (s.take(self._low) * s.take(self._high))).take(self._pair_of).reshape(c, c)
         return q
+
+
+@dataclass(frozen=True, slots=True)
+class _Folding:
+    """Where `_DenseReadout` reads its folded crossed corner in a dense A^-1, per layout shape."""
+
+    upper: Indices  # (pairs, products): the flat position of B_ij[a, b], i <= j, a <= b
+    lower: Indices  # the flat position of B_ij[b, a]
+    diagonal: Indices  # the products with a == b
+    low: Indices  # a of each product
+    high: Indices  # b of each product
+    pair_of: Indices  # the pair of each (i, j) of the crossed corner, flat
+
+    @staticmethod
+    @functools.cache
+    def of(border: int, blocks: int, shared: int) -> _Folding:
+        dim = border + blocks * shared
+        first, second = np.triu_indices(blocks)
+        low, high = np.triu_indices(shared)
+        rows = (border + first * shared)[:, None]
+        columns = (border + second * shared)[:, None]
+        pair_of = np.empty((blocks, blocks), dtype=np.intp)
+        pair_of[first, second] = np.arange(first.size)
+        pair_of[second, first] = np.arange(first.size)
+        return _Folding(
+            upper=(rows + low) * dim + columns + high,
+            lower=(rows + high) * dim + columns + low,
+            diagonal=np.flatnonzero(low == high),
+            low=low,
+            high=high,
+            pair_of=pair_of.ravel(),
+        )
 
 
 # The width of the chosen candidate, computed only once the pick is known.
