@@ -68,6 +68,8 @@ class Namespace:
         # Name -> position of the declared names and, when hashed, of the names seen since.
         self.known = {name: self._bucket(name, i) for i, name in enumerate(names)}
         self._declared = len(self.known)
+        # The positions of the last sequence of names asked for: contexts come with the same names in the same order.
+        self._last: tuple[tuple[str, ...], Indices] | None = None
 
     def _bucket(self, name: str, declared_position: int) -> int:
         if self.bits is None:
@@ -85,6 +87,17 @@ class Namespace:
         if len(self.known) < self._declared + _REMEMBERED:
             self.known[name] = position  # one dict write; racing writers store the same value
         return position
+
+    def positions(self, names: Iterable[str]) -> Indices:
+        """Return `indices(names)` as an array, remembering the last sequence of names."""
+        keys = tuple(names)
+        last = self._last
+        if last is not None and last[0] == keys:
+            return last[1]
+        positions = np.array(self.indices(keys), dtype=np.intp)
+        positions.flags.writeable = False
+        self._last = (keys, positions)
+        return positions
 
     def indices(self, names: Iterable[str]) -> list[int]:
         """Return the position of every name, in order."""
@@ -180,7 +193,11 @@ class FeatureSpec:
         # bincount with weights counts in float64.
         return cast(
             Vector,
-            np.bincount(self._shared.indices(shared), weights=list(shared.values()), minlength=self.shared_width),
+            np.bincount(
+                self._shared.positions(shared),
+                weights=np.fromiter(shared.values(), np.float64, len(shared)),
+                minlength=self.shared_width,
+            ),
         )
 
     def action_matrix(self, actions: Sequence[Mapping[str, float]]) -> Matrix:

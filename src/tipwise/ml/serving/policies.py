@@ -107,7 +107,7 @@ def argmax_share(scores: Vector) -> Vector:
 
 def argmax_with_floor(scores: Vector, floor_mass: float) -> Vector:
     """Return `mix_with_uniform(argmax_share(scores), floor_mass)` in fewer steps (equal up to rounding)."""
-    best = scores >= scores.max() - 1e-12
+    best = scores >= scores[scores.argmax()] - 1e-12  # the max, without the Python wrapper of ndarray.max
     probabilities: Vector = best * ((1.0 - floor_mass) / np.count_nonzero(best))
     probabilities += floor_mass / scores.size
     return probabilities
@@ -116,8 +116,8 @@ def argmax_with_floor(scores: Vector, floor_mass: float) -> Vector:
 def sample_index(probabilities: Vector, rng: np.random.Generator) -> int:
     """Draw a candidate index from `probabilities` with one uniform draw from `rng`."""
     # Inverse-CDF sampling with one uniform draw keeps replays exact and cheap.
-    cumulative = np.cumsum(probabilities)
-    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), probabilities.size - 1))
+    cumulative = probabilities.cumsum()
+    return int(min(cumulative.searchsorted(rng.random() * cumulative[-1], side="right"), probabilities.size - 1))
 
 
 def _check_ridge(ridge: float) -> None:
@@ -452,9 +452,11 @@ class FeatureLayout:
         scale = None
         if self.features.normalize:
             # |row|^2 = |a|^2 + (1 + |cross|^2) |s|^2, without forming the row; an all-zero row stays zero.
-            scale = prepared.cross_sq1 * float(s @ s)
+            s2 = float(s @ s)
+            scale = prepared.cross_sq1 * s2
             scale += prepared.action_sq
-            np.maximum(scale, _TINY, out=scale)
+            if not s2 >= _TINY:  # (1 + |cross|^2) |s|^2 >= |s|^2 otherwise keeps every entry >= _TINY already
+                np.maximum(scale, _TINY, out=scale)
             np.sqrt(scale, out=scale)
             np.divide(1.0, scale, out=scale)
         return DecisionRows(layout=self, shared=s, columns=columns, z=z, scale=scale)
@@ -1084,7 +1086,7 @@ class RidgeReadout:
         self._theta_border = theta_border
         self._border_inv = border_inv
         self._theta_blocks = theta_blocks
-        self._by_columns: dict[bytes, tuple[Vector, Matrix]] = {}
+        self._by_columns: dict[bytes, tuple[Vector, Matrix, Matrix, Matrix]] = {}
 
     @staticmethod
     def of(model: FactoredRidge) -> RidgeReadout:
@@ -1097,14 +1099,32 @@ class RidgeReadout:
 
     def border(self, columns: Indices) -> tuple[Vector, Matrix]:
         """Return theta and the border block of A^-1 (S^-1 when factored) on `columns`."""
+        theta, inv, _, _ = self._columns(columns)
+        return theta, inv
+
+    def _columns(self, columns: Indices) -> tuple[Vector, Matrix, Matrix, Matrix]:
+        """Return `border(columns)`, [Q | w] with those filled in (to copy), and `_column_part(columns)`.
+
+        What depends only on the model state and the used columns is kept per column set.
+        """
         key = columns.tobytes()
         found = self._by_columns.get(key)
         if found is None:
             if len(self._by_columns) >= _COLUMN_SETS:
                 self._by_columns.clear()
-            found = (self._theta_border[columns], self._border_inv[columns[:, None], columns])
+            theta, inv = self._theta_border[columns], self._border_inv[columns[:, None], columns]
+            m = columns.size
+            n = m + self.blocks
+            template = np.zeros((n, n + 1))
+            template[:m, :m] = inv
+            template[:m, n] = theta
+            found = (theta, inv, template, self._column_part(columns))
             self._by_columns[key] = found
         return found
+
+    def _column_part(self, columns: Indices) -> Matrix:
+        """Return what `form` reads for `columns` besides the border block (nothing by default)."""
+        return np.empty((0, 0))
 
     def weights(self, rows: DecisionRows) -> Vector:
         """Return w with `z @ w` the unscaled mean of every row."""
@@ -1114,6 +1134,15 @@ class RidgeReadout:
 
     def form(self, rows: DecisionRows) -> Matrix:
         """Return Q with `z_k' Q z_k` the unscaled x' A^-1 x of row k."""
+        raise NotImplementedError
+
+    def scoring(self, rows: DecisionRows) -> Matrix:
+        """Return [Q | w], equal to `form` and `weights` side by side up to rounding: one product scores every row.
+
+        The optimistic policies score through it. Linear Thompson sampling
+        reads `form`, whose bits it keeps: its eigendecomposition of the
+        candidates' covariance turns a change in the last bit into other draws.
+        """
         raise NotImplementedError
 
 
@@ -1137,23 +1166,36 @@ class _FactoredReadout(RidgeReadout):
         self._block_inv = model._block_inv.reshape(c * ds, ds)
 
     def form(self, rows: DecisionRows) -> Matrix:
+        q: Matrix = self.scoring(rows)[:, :-1]  # the same bits as [Q | w]: only the column of w is left out
+        return q
+
+    def scoring(self, rows: DecisionRows) -> Matrix:
         s, columns, c = rows.shared, rows.columns, self.blocks
-        _, inv = self.border(columns)
+        _, _, template, _ = self._columns(columns)
         m = columns.size
+        n = m + c
         g = self._e @ s
         sg = self._schur_inv @ g
         lower = g.T @ sg
         lower.ravel()[:: c + 1] += (self._block_inv @ s).reshape(c, self.shared_dim) @ s
-        q = np.empty((m + c, m + c))
-        q[:m, :m] = inv
-        np.negative(sg[columns], out=q[:m, m:])
-        q[m:, :m] = q[:m, m:].T
-        q[m:, m:] = lower
+        q = template.copy()
+        np.negative(sg[columns], out=q[:m, m:n])
+        q[m:, :m] = q[:m, m:n].T
+        q[m:, m:n] = lower
+        q[m:, n] = self._theta_blocks @ s
         return q
 
 
 class _DenseReadout(RidgeReadout):
-    """Q = L' A^-1 L from a dense inverse, with L = blockdiag(used border columns, I_blocks (x) s)."""
+    """Q = L' A^-1 L from a dense inverse, with L = blockdiag(used border columns, I_blocks (x) s).
+
+    The crossed corner of Q holds s' B_ij s for every pair of crossed blocks,
+    B_ij the (i, j) block of A^-1: a quadratic form in s, so it is one product
+    of a matrix read once per model state with the distinct products s_a s_b
+    (B_ij[a, b] and B_ij[b, a] added up on a <= b, for i <= j only, as Q is
+    symmetric): about a third of the work of contracting every block with s.
+    Its answers equal the model's up to rounding (tested).
+    """
 
     def __init__(self, model: RidgeModel, *, border: int, blocks: int, shared: int) -> None:
         super().__init__(
@@ -1161,14 +1203,30 @@ class _DenseReadout(RidgeReadout):
             border_inv=model.a_inv[:border, :border],
             theta_blocks=model.theta[border:].reshape(blocks, shared),
         )
-        self._border = border
-        # Contiguous, so that one matrix-vector product per decision contracts every block with s.
-        self._crossed = np.ascontiguousarray(model.a_inv[:, border:]).reshape(-1, shared)
+        # A^-1 between each border column and each crossed block (sliced to the used columns per column set).
+        self._coupling = model.a_inv[:border, border:].reshape(border, blocks, shared)
+        folding = _Folding.of(border, blocks, shared)
+        self._low, self._high, self._pair_of = folding.low, folding.high, folding.pair_of
+        # B_ij[a, b] + B_ij[b, a], and on a == b twice B_ij[a, a] halved again (exact).
+        self._folded = model.a_inv.take(folding.upper)
+        self._folded += model.a_inv.take(folding.lower)
+        self._folded[:, folding.diagonal] *= 0.5
+        self._a_inv, self._border = model.a_inv, border
+        self._crossed: Matrix | None = None
+
+    def _column_part(self, columns: Indices) -> Matrix:
+        # The couplings of the used columns with theta's crossed blocks as one more row: one product with s.
+        part: Matrix = np.concatenate((self._coupling[columns], self._theta_blocks[None]))
+        return part
 
     def form(self, rows: DecisionRows) -> Matrix:
+        # Every block contracted with s in turn, as before `scoring`: linear Thompson sampling keeps its bits.
         s, columns, c = rows.shared, rows.columns, self.blocks
         _, inv = self.border(columns)
         m = columns.size
+        if self._crossed is None:
+            # Contiguous, so that one matrix-vector product per decision contracts every block with s.
+            self._crossed = np.ascontiguousarray(self._a_inv[:, self._border :]).reshape(-1, self.shared_dim)
         t = (self._crossed @ s).reshape(-1, c)  # A^-1 times the crossed columns of L
         q = np.empty((m + c, m + c))
         q[:m, :m] = inv
@@ -1176,6 +1234,51 @@ class _DenseReadout(RidgeReadout):
         q[m:, :m] = q[:m, m:].T
         q[m:, m:] = s @ t[self._border :].reshape(c, s.size, c)
         return q
+
+    def scoring(self, rows: DecisionRows) -> Matrix:
+        s, columns, c = rows.shared, rows.columns, self.blocks
+        _, _, template, coupling = self._columns(columns)
+        m = columns.size
+        n = m + c
+        q = template.copy()
+        linear = coupling @ s  # (m + 1, c): the coupling of each used column with each block, then w's blocks
+        q[:m, m:n] = linear[:m]
+        q[m:, :m] = linear[:m].T
+        q[m:, n] = linear[m]
+        q[m:, m:n] = (self._folded @ (s.take(self._low) * s.take(self._high))).take(self._pair_of).reshape(c, c)
+        return q
+
+
+@dataclass(frozen=True, slots=True)
+class _Folding:
+    """Where `_DenseReadout` reads its folded crossed corner in a dense A^-1, per layout shape."""
+
+    upper: Indices  # (pairs, products): the flat position of B_ij[a, b], i <= j, a <= b
+    lower: Indices  # the flat position of B_ij[b, a]
+    diagonal: Indices  # the products with a == b
+    low: Indices  # a of each product
+    high: Indices  # b of each product
+    pair_of: Indices  # the pair of each (i, j) of the crossed corner, flat
+
+    @staticmethod
+    @functools.cache
+    def of(border: int, blocks: int, shared: int) -> _Folding:
+        dim = border + blocks * shared
+        first, second = np.triu_indices(blocks)
+        low, high = np.triu_indices(shared)
+        rows = (border + first * shared)[:, None]
+        columns = (border + second * shared)[:, None]
+        pair_of = np.empty((blocks, blocks), dtype=np.intp)
+        pair_of[first, second] = np.arange(first.size)
+        pair_of[second, first] = np.arange(first.size)
+        return _Folding(
+            upper=(rows + low) * dim + columns + high,
+            lower=(rows + high) * dim + columns + low,
+            diagonal=np.flatnonzero(low == high),
+            low=low,
+            high=high,
+            pair_of=pair_of.ravel(),
+        )
 
 
 # The width of the chosen candidate, computed only once the pick is known.
@@ -1217,13 +1320,15 @@ class _LinearPolicy:
 
     def _optimistic(self, rows: DecisionRows, alpha: float) -> tuple[Vector, WidthAt]:
         """Return mean + alpha * width of every row, and the width of any one row."""
-        readout = self.readout()
         z = rows.z
-        root = np.vecdot(z @ readout.form(rows), z)
+        q = self.readout().scoring(rows)
+        n = q.shape[0]
+        zq = z @ q
+        root = np.vecdot(zq[:, :n], z)
         np.maximum(root, 0.0, out=root)
         np.sqrt(root, out=root)
-        scores: Vector = z @ readout.weights(rows)
-        scores += alpha * root
+        scores: Vector = alpha * root
+        scores += zq[:, n]  # the mean
         scale = rows.scale
         if scale is None:
             return scores, lambda index: float(root[index])

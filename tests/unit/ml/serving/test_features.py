@@ -104,6 +104,22 @@ class TestHashedFeatureSpec:
         expected[[0, 4, 7]] = [3.0, 0.5, 3.0]
         np.testing.assert_array_equal(shared, expected)
 
+    def test_the_shared_vector_follows_the_names_of_each_context(self) -> None:
+        # The positions of the last context's names are remembered: a context with other names, or the
+        # same names in another order, must still land each value in its own bucket.
+        first = HASHED.shared_vector({"a": 1.0, "b": 2.0})
+        swapped = HASHED.shared_vector({"b": 2.0, "a": 1.0})
+        other = HASHED.shared_vector({"b": 5.0, "c": 3.0})
+        again = HASHED.shared_vector({"a": 4.0, "b": 6.0})
+
+        np.testing.assert_array_equal(first, swapped)
+        expected = np.zeros(8)
+        expected[[4, 7]] = [5.0, 3.0]
+        np.testing.assert_array_equal(other, expected)
+        expected = np.zeros(8)
+        expected[[0, 4]] = [4.0, 6.0]
+        np.testing.assert_array_equal(again, expected)
+
     def test_matrix_crosses_the_buckets_of_the_cross_names(self) -> None:
         matrix = HASHED.matrix({"a": 2.0, "b": 3.0}, [{"x": 1.0, "y": 5.0}, {"z": 7.0, "new": 1.0}])
 

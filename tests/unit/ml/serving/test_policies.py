@@ -772,6 +772,10 @@ def assert_readout_answers_like_the_model(model: FactoredRidge, rows: DecisionRo
     z = rows.z * scale[:, None]
     np.testing.assert_allclose(z @ readout.weights(rows), model.mean(full), atol=1e-12)
     np.testing.assert_allclose(z @ readout.form(rows) @ z.T, model.covariance(full), atol=1e-12)
+    # [Q | w], which the optimistic policies score with, answers the same up to rounding.
+    scoring = readout.scoring(rows)
+    np.testing.assert_allclose(z @ scoring[:, -1], model.mean(full), atol=1e-12)
+    np.testing.assert_allclose(z @ scoring[:, :-1] @ z.T, model.covariance(full), atol=1e-12)
 
 
 class TestRidgeReadout:
