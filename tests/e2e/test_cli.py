@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.support.consents import registered
+from tests.support.decisions import decide_and_react
 from tipwise.cli import app
 
 runner = CliRunner()
@@ -75,7 +76,6 @@ class TestCommandLine:
         self, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         from tipwise.bootstrap import build
-        from tipwise.recommender import FeedbackRequest, Reaction
 
         assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
         for name, value in env.items():
@@ -84,14 +84,7 @@ class TestCommandLine:
         try:
             user = registered(container, "cli@example.com")
             for n in range(5):
-                decision = container.recommender.next_tip(user_id=user)
-                assert decision is not None
-                container.recommender.record_feedback(
-                    user_id=user,
-                    request=FeedbackRequest(
-                        tip_instance_id=decision.tip_instance_id, reaction=Reaction.DONE, idempotency_key=f"k{n}"
-                    ),
-                )
+                decide_and_react(container, user, key=f"k{n}")
             container.worker.run_once()
         finally:
             container.close()

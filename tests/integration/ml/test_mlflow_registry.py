@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tests.conftest import ContainerFactory
 from tests.contract.test_model_registry import STATE, _snapshot
 from tests.support.consents import registered
+from tests.support.decisions import decide_and_react
 from tipwise.cli import app as cli
 from tipwise.kernel.clock import FakeClock
 from tipwise.kernel.errors import ConfigurationError
@@ -24,7 +25,7 @@ from tipwise.ml.pipelines import LearnerSettings
 from tipwise.ml.serving import MlflowSettings, PolicyRegistry, open_model_registry
 from tipwise.ml.serving.app import create_scoring_app
 from tipwise.ml.serving.mlflow_registry import MlflowModelRegistry
-from tipwise.recommender import FEATURE_SPEC, FeedbackRequest, Reaction
+from tipwise.recommender import FEATURE_SPEC
 
 REPO = Path(__file__).parents[3]
 
@@ -168,14 +169,7 @@ class TestLearnerAndServingThroughMlflow:
 
         user = registered(container, "mlflow@example.com")
         for n in range(3):
-            decision = container.recommender.next_tip(user_id=user)
-            assert decision is not None
-            container.recommender.record_feedback(
-                user_id=user,
-                request=FeedbackRequest(
-                    tip_instance_id=decision.tip_instance_id, reaction=Reaction.DONE, idempotency_key=f"m{n}"
-                ),
-            )
+            decide_and_react(container, user, key=f"m{n}")
             container.worker.run_once()
             clock.advance(timedelta(minutes=5))
         assert container.registry.versions()["linucb"] == 3

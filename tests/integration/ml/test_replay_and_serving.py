@@ -13,7 +13,7 @@ import uvicorn
 
 from tests.conftest import ContainerFactory
 from tests.support.consents import registered
-from tests.support.decisions import shown
+from tests.support.decisions import decide_and_react, shown
 from tests.support.network import free_port
 from tipwise.bootstrap import Container
 from tipwise.kernel.clock import FakeClock
@@ -127,14 +127,7 @@ class TestSnapshots:
         )
         user = registered(container, "flaky@example.com")
         for n in range(2):
-            decision = container.recommender.next_tip(user_id=user)
-            assert decision is not None
-            container.recommender.record_feedback(
-                user_id=user,
-                request=FeedbackRequest(
-                    tip_instance_id=decision.tip_instance_id, reaction=Reaction.DONE, idempotency_key=f"f{n}"
-                ),
-            )
+            decide_and_react(container, user, key=f"f{n}")
             container.worker.run_once()
         assert container.registry.versions()["linucb"] == 2  # learned and committed all the same
         assert flaky.latest("linucb") is None
