@@ -83,6 +83,13 @@ def forget(subjects: Iterable[str]) -> None:
 
 
 _KEY_OF = select(DataKeyRow.key).where(DataKeyRow.subject == bindparam("subject"))
+# The subjects whose key a session's transaction created: such a key is not committed yet.
+_CREATED = "tipwise.created_data_keys"
+
+
+def _committed(session: Session, subject: str) -> bool:
+    """Whether a key of `subject` this session reads is committed (not created by its own open transaction)."""
+    return subject not in session.info.get(_CREATED, ())
 
 
 def key_for(session: Session, subject: str, *, now: datetime) -> bytes:
@@ -99,7 +106,8 @@ def key_for(session: Session, subject: str, *, now: datetime) -> bytes:
         return cached
     existing = session.scalar(_KEY_OF, {"subject": subject})
     if existing is not None:
-        _cache.put(database, subject, existing)
+        if _committed(session, subject):
+            _cache.put(database, subject, existing)
         return existing
     values = {"subject": subject, "key": AESGCM.generate_key(bit_length=KEY_BYTES * 8), "created_at": now}
     dialect = session.get_bind().dialect.name
@@ -108,6 +116,7 @@ def key_for(session: Session, subject: str, *, now: datetime) -> bytes:
         session.execute(postgresql.insert(DataKeyRow).values(values).on_conflict_do_nothing())
     else:
         session.execute(sqlite.insert(DataKeyRow).values(values).on_conflict_do_nothing())
+    session.info.setdefault(_CREATED, set()).add(subject)
     key = session.scalar(select(DataKeyRow.key).where(DataKeyRow.subject == subject))
     if key is None:  # pragma: no cover - the insert or the other transaction wrote it
         raise RuntimeError(f"no data key for {subject!r} after creating it")
@@ -144,7 +153,8 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
         rows = session.execute(select(DataKeyRow.subject, DataKeyRow.key).where(DataKeyRow.subject.in_(missing)))
         for subject, key in rows:
             keys[subject] = key
-            _cache.put(database, subject, key)
+            if _committed(session, subject):
+                _cache.put(database, subject, key)
     # One cipher per person in the batch, not one per event.
     ciphers = {subject: AESGCM(key) for subject, key in keys.items()}
     opened: list[Event] = []

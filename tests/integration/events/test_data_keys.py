@@ -1,0 +1,49 @@
+"""Per-person data keys: a key is cached only once its creating transaction has committed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tipwise.events import shredding
+from tipwise.kernel.db import Database
+from tipwise.kernel.ids import new_id
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+class Boom(Exception):
+    pass
+
+
+def _create_twice_and_roll_back(db: Database, subject: str) -> None:
+    with db.write() as session:
+        first = shredding.key_for(session, subject, now=NOW)
+        # A second event about the same person in the same transaction reads the uncommitted key back.
+        assert shredding.key_for(session, subject, now=NOW) == first
+        raise Boom(first)
+
+
+class TestDataKeys:
+    def test_a_key_created_by_a_transaction_that_rolls_back_is_not_used_afterwards(self, migrated: Database) -> None:
+        subject = str(new_id())
+        with pytest.raises(Boom) as raised:
+            _create_twice_and_roll_back(migrated, subject)
+        first = raised.value.args[0]
+
+        with migrated.write() as session:
+            again = shredding.key_for(session, subject, now=NOW)
+        with migrated.read() as session:
+            assert shredding.has_key(session, subject)
+        assert again != first, "the rolled-back key must not have been cached"
+        with migrated.read() as session:
+            assert shredding.key_for(session, subject, now=NOW) == again
+
+    def test_a_committed_key_is_the_same_in_every_later_transaction(self, migrated: Database) -> None:
+        subject = str(new_id())
+        with migrated.write() as session:
+            created = shredding.key_for(session, subject, now=NOW)
+        for _ in range(2):
+            with migrated.write() as session:
+                assert shredding.key_for(session, subject, now=NOW) == created
