@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -35,6 +35,10 @@ LEARNING_PURPOSES = frozenset({Purpose.PERSONALIZATION, Purpose.MODEL_TRAINING})
 MAX_GROUP = 64
 # How soon a group commit tries again when another writer of this process holds the lock.
 BUSY_RETRY_SECONDS = 0.002
+# After finding the lock taken for this long, a group waits for it in a thread instead: a writer
+# with a backlog (the relay, the learner) takes the lock back to back, and a poll every 2 ms would
+# almost never find it free.
+BUSY_WAIT_SECONDS = 0.025
 
 
 # How far around the decision the calendar's busy intervals are read (the features look 4 hours ahead).
@@ -270,6 +274,8 @@ class _GroupCommit:
         self._record = record
         self._queue: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]] = []
         self._scheduled = False
+        self._busy_since: float | None = None
+        self._waiting: set[asyncio.Task[None]] = set()
 
     def submit(self, pending: _Pending) -> asyncio.Future[NextTipOut | None]:
         loop = asyncio.get_running_loop()
@@ -290,8 +296,15 @@ class _GroupCommit:
         except WriterBusy:
             # Another writer of this process (the relay, the learner) holds the lock: serve other
             # requests meanwhile, and try again shortly with what has queued up by then.
-            loop.call_later(BUSY_RETRY_SECONDS, self._flush)
-            return
+            now = loop.time()
+            if self._busy_since is None:
+                self._busy_since = now
+            if now - self._busy_since < BUSY_WAIT_SECONDS:
+                loop.call_later(BUSY_RETRY_SECONDS, self._flush)
+                return
+            # Still taken: this group waits for the lock in a thread, the loop keeps serving.
+            self._spawn(self._commit_in_thread(group))
+        self._busy_since = None
         self._queue = self._queue[len(group) :]
         if self._queue:
             loop.call_soon(self._flush)
@@ -313,8 +326,36 @@ class _GroupCommit:
                 return
             log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
             for item in group:
-                self._commit([item])
+                # Each in a transaction of its own, waiting for the lock off the loop.
+                self._spawn(self._commit_in_thread([item]))
             return
+        self._resolve(group, decisions)
+
+    async def _commit_in_thread(self, group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]]) -> None:
+        """Record `group` in a thread that waits for the write lock; answer its futures on the loop."""
+        try:
+            decisions = await asyncio.to_thread(self._record, [pending for pending, _ in group], wait=True)
+        except Exception as exc:
+            if len(group) == 1 or isinstance(exc, DBAPIError):
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
+            for item in group:
+                await self._commit_in_thread([item])
+            return
+        self._resolve(group, decisions)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._waiting.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._waiting.discard)
+
+    @staticmethod
+    def _resolve(
+        group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]], decisions: list[NextTipOut | None]
+    ) -> None:
         for (_, future), decision in zip(group, decisions, strict=True):
             if not future.done():
                 future.set_result(decision)

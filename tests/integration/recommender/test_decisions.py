@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -95,6 +96,33 @@ class TestGroupCommit:
 
         assert ticks == 20
         assert not done_while_held
+        assert decision is not None
+        assert _recorded(container, [decision]) == 1
+
+    def test_a_writer_taking_the_lock_back_to_back_does_not_starve_a_decision(self, container: Container) -> None:
+        """The relay or the learner with a backlog: polling for the lock would almost never find it free."""
+        user = registered(container, "starved@example.com")
+        running, stop = threading.Event(), threading.Event()
+
+        def busy_writer() -> None:
+            while not stop.is_set():
+                with container.db.write():
+                    running.set()
+                    time.sleep(0.001)
+
+        async def scenario() -> NextTipOut | None:
+            # Before the fix the decision waited as long as the writer ran: here, past this timeout.
+            return await asyncio.wait_for(container.recommender.next_tip_async(user_id=user), timeout=5)
+
+        thread = threading.Thread(target=busy_writer)
+        thread.start()
+        assert running.wait(5)
+        try:
+            decision = asyncio.run(scenario())
+        finally:
+            stop.set()
+            thread.join()
+
         assert decision is not None
         assert _recorded(container, [decision]) == 1
 
