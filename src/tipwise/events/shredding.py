@@ -140,21 +140,13 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
     An event whose subject's key is gone (the person was erased) or does not open is left out.
     """
     sealed = {event.subject for event in batch if event.encrypted}
-    database = _database(session)
+    # Read from the database, never from the cache: an erasure in another process deletes a key
+    # this process may still hold, and a consumer lagging behind it must find the person's events
+    # shredded (one query per batch).
     keys: dict[str, bytes] = {}
-    missing = []
-    for subject in sealed:
-        cached = _cache.get(database, subject)
-        if cached is None:
-            missing.append(subject)
-        else:
-            keys[subject] = cached
-    if missing:
-        rows = session.execute(select(DataKeyRow.subject, DataKeyRow.key).where(DataKeyRow.subject.in_(missing)))
-        for subject, key in rows:
-            keys[subject] = key
-            if _committed(session, subject):
-                _cache.put(database, subject, key)
+    if sealed:
+        rows = session.execute(select(DataKeyRow.subject, DataKeyRow.key).where(DataKeyRow.subject.in_(sealed)))
+        keys = {subject: key for subject, key in rows}
     # One cipher per person in the batch, not one per event.
     ciphers = {subject: AESGCM(key) for subject, key in keys.items()}
     opened: list[Event] = []

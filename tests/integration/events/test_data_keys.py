@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import delete
 
+from tipwise import events
 from tipwise.events import shredding
+from tipwise.events.models import DataKeyRow
 from tipwise.kernel.db import Database
 from tipwise.kernel.ids import new_id
 
@@ -47,3 +51,25 @@ class TestDataKeys:
         for _ in range(2):
             with migrated.write() as session:
                 assert shredding.key_for(session, subject, now=NOW) == created
+
+    def test_events_of_a_person_erased_by_another_process_do_not_open_with_a_key_cached_here(
+        self, migrated: Database
+    ) -> None:
+        subject = str(new_id())
+        with migrated.write() as session:
+            shredding.key_for(session, subject, now=NOW)
+        with migrated.write() as session:
+            key = shredding.key_for(session, subject, now=NOW)  # now cached in this process
+        plain = events.Event.create(
+            type=events.TIP_DECIDED, subject=subject, time=NOW, data={"tip_instance_id": str(new_id())}
+        )
+        sealed = replace(plain, payload=shredding.seal(key, plain), encrypted=True)
+        with migrated.read() as session:
+            assert shredding.reveal(session, [sealed]) == ([plain], 0)
+
+        # Another process erases the person: the key row goes, this process's cache does not hear of it.
+        with migrated.write() as session:
+            session.execute(delete(DataKeyRow).where(DataKeyRow.subject == subject))
+
+        with migrated.read() as session:
+            assert shredding.reveal(session, [sealed]) == ([], 1)
