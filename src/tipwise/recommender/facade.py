@@ -213,7 +213,14 @@ class RecommenderFacade:
     def _record_group(self, group: list[_Pending], *, wait: bool = True) -> list[NextTipOut | None]:
         with self._db.write(wait=wait) as session:
             recorded = [self._record(session, pending) for pending in group]
-        return self._committed(recorded)
+        # Committed: a failure of the bookkeeping must not make the caller record the group again.
+        try:
+            return self._committed(recorded)
+        except Exception:
+            log.exception("decision_bookkeeping_failed", size=len(recorded))
+            for item in recorded:
+                self._history.forget(item.user_id)
+            return [item.decision for item in recorded]
 
     def _committed(self, recorded: list[_Recorded]) -> list[NextTipOut | None]:
         """Bring the history cache and the metrics up to date with decisions just committed."""

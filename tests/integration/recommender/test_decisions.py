@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
 
 from tests.conftest import ContainerFactory
@@ -125,6 +126,22 @@ class TestGroupCommit:
 
         assert decision is not None
         assert _recorded(container, [decision]) == 1
+
+    def test_a_failure_after_the_commit_does_not_record_the_group_again(
+        self, container: Container, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        users = [registered(container, f"after{i}@example.com") for i in range(3)]
+
+        def wake_fails() -> None:
+            raise RuntimeError("the worker could not be woken")
+
+        monkeypatch.setattr(container.recommender, "_on_commit", wake_fails)
+        decisions = asyncio.run(_together(container, users))
+
+        assert all(d is not None for d in decisions)
+        with container.db.read() as session:
+            rows = session.scalar(select(func.count()).where(TipInstanceRow.user_id.in_(users)))
+        assert rows == 3
 
 
 class TestHistoryCache:
