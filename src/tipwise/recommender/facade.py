@@ -326,15 +326,7 @@ class _GroupCommit:
         except WriterBusy:
             raise
         except Exception as exc:
-            if len(group) == 1 or isinstance(exc, DBAPIError):
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
-            log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
-            for item in group:
-                # Each in a transaction of its own, waiting for the lock off the loop.
-                self._spawn(self._commit_in_thread([item]))
+            self._failed(group, exc)
             return
         self._resolve(group, decisions)
 
@@ -343,16 +335,21 @@ class _GroupCommit:
         try:
             decisions = await asyncio.to_thread(self._record, [pending for pending, _ in group], wait=True)
         except Exception as exc:
-            if len(group) == 1 or isinstance(exc, DBAPIError):
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
-            log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
-            for item in group:
-                await self._commit_in_thread([item])
+            self._failed(group, exc)
             return
         self._resolve(group, decisions)
+
+    def _failed(self, group: list[tuple[_Pending, asyncio.Future[NextTipOut | None]]], exc: Exception) -> None:
+        """Answer a group that failed: with the error, or (a bad decision among good ones) each alone."""
+        if len(group) == 1 or isinstance(exc, DBAPIError):
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        log.warning("decision_group_failed", size=len(group), error=type(exc).__name__)
+        for item in group:
+            # Each in a transaction of its own, waiting for the lock off the loop.
+            self._spawn(self._commit_in_thread([item]))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
