@@ -301,6 +301,7 @@ def build(
         clock=clock,
         metrics=metrics,
         settings=recommender_settings or RecommenderSettings(),
+        accounts=auth,
         on_commit=worker.wake,
         seeds=seeds,
         calendar=integrations,

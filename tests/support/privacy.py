@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
+from uuid import UUID
 
-from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import Column, MetaData, Table, select
 
 import tipwise
-from tipwise.kernel.db import Base
+from tipwise.kernel.db import Base, Database
 
 ACCOUNTS = "auth_user"
 # Column names that hold a user id wherever they appear.
@@ -44,3 +46,17 @@ def user_id_columns(table: Table) -> list[Column[object]]:
 
 def tables_holding_user_ids(metadata: MetaData) -> dict[str, list[Column[object]]]:
     return {name: cols for name, table in metadata.tables.items() if (cols := user_id_columns(table))}
+
+
+def rows_about(db: Database, user: UUID) -> dict[str, list[Any]]:
+    """Every row in any table whose user-id columns hold `user`, per table."""
+    found: dict[str, list[Any]] = {}
+    with db.read() as session:
+        for name, columns in tables_holding_user_ids(import_every_model()).items():
+            table = columns[0].table
+            for column in columns:
+                value: object = str(user) if column.type.python_type is str else user
+                rows = session.execute(select(table).where(column == value)).all()
+                if rows:
+                    found.setdefault(name, []).extend(rows)
+    return found

@@ -10,7 +10,7 @@ from uuid import UUID
 from argon2 import PasswordHasher
 from sqlalchemy.exc import IntegrityError
 
-from tipwise.auth import oidc_service
+from tipwise.auth import oidc_service, repository
 from tipwise.auth.contracts import Account, IssuedTokens, LoginMethod, Principal, Role, SessionInfo
 from tipwise.auth.oidc import (
     OidcLoginFailed,
@@ -34,7 +34,7 @@ from tipwise.auth.service import (
 )
 from tipwise.auth.settings import AuthSettings
 from tipwise.kernel.clock import Clock
-from tipwise.kernel.db import Database
+from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.errors import NotFound, TooManyRequests, Unauthorized
 from tipwise.kernel.logging import get_logger
 
@@ -129,6 +129,17 @@ class AuthFacade:
     def personal_data(self) -> AuthPersonalData:
         """Return this module's export and erasure port; its erasure also ends the cached sessions here."""
         return AuthPersonalData(cache=self._cache)
+
+    def hold_account(self, session: WriteSession, *, user_id: UUID) -> bool:
+        """Return whether the account still exists, and keep it so until the caller's transaction ends.
+
+        For writers of another module that must not store anything about a person erased since
+        they last looked (a decision planned just before an erasure): call it in the write
+        transaction, before writing. On PostgreSQL the account row is held with FOR SHARE, so an
+        erasure waits for the transaction and then deletes what it wrote; on SQLite the one
+        writer at a time does the same.
+        """
+        return repository.hold(session, user_id)
 
     def account(self, *, user_id: UUID) -> Account | None:
         with self._db.read() as session:

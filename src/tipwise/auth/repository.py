@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from tipwise.auth.models import LoginFailureRow, RefreshTokenRow, SessionRow, UserRow
@@ -18,6 +18,16 @@ def by_email(session: Session, email: str) -> UserRow | None:
 
 def by_id(session: Session, user_id: UUID) -> UserRow | None:
     return session.get(UserRow, user_id)
+
+
+# The account row, read with FOR SHARE where the database knows it (PostgreSQL; SQLite's single
+# writer already keeps an erasure out of the caller's write transaction).
+_HELD = select(UserRow.id).where(UserRow.id == bindparam("user_id")).with_for_update(read=True)
+
+
+def hold(session: Session, user_id: UUID) -> bool:
+    """Return whether the account exists, holding its row against deletion until the transaction ends."""
+    return session.execute(_HELD, {"user_id": user_id}).first() is not None
 
 
 def add(session: Session, row: UserRow | SessionRow | RefreshTokenRow | LoginFailureRow) -> None:

@@ -53,6 +53,12 @@ class CalendarPort(Protocol):
     ) -> Sequence[tuple[datetime, datetime]] | None: ...
 
 
+class AccountPort(Protocol):
+    """Whether a person's account still exists, held so for the caller's write transaction (auth)."""
+
+    def hold_account(self, session: WriteSession, *, user_id: UUID) -> bool: ...
+
+
 def random_seed() -> int:
     return secrets.randbits(SEED_BITS)
 
@@ -90,11 +96,13 @@ class RecommenderFacade:
         clock: Clock,
         metrics: Metrics,
         settings: RecommenderSettings,
+        accounts: AccountPort,
         on_commit: Callable[[], None] = lambda: None,
         seeds: Callable[[], int] = random_seed,
         calendar: CalendarPort | None = None,
     ) -> None:
         self._db = db
+        self._accounts = accounts
         self._calendar = calendar
         self._advice = advice
         self._profile = profile
@@ -184,9 +192,18 @@ class RecommenderFacade:
         )
 
     def _record(self, session: WriteSession, pending: _Pending) -> _Recorded:
-        """Record a plan in the caller's write transaction, planning afresh if it was overtaken."""
+        """Record a plan in the caller's write transaction, planning afresh if it was overtaken.
+
+        Nothing is recorded for a person erased since the plan was made: the erasure deleted
+        their rows and their data key, and a decision written after it would outlive it (with a
+        new data key that opens its event). Held under the write lock, the account stays until
+        this transaction ends.
+        """
         plan: service.Plan | None = pending.plan
         replanned = False
+        if not self._accounts.hold_account(session, user_id=pending.plan.user_id):
+            log.info("decision_dropped_account_erased")
+            return _Recorded(user_id=pending.plan.user_id, decision=None, show=None, replanned=True)
         if plan is not None and not self._decisions.still_eligible(session, plan):
             # Rare: a concurrent decision or reaction got there first; plan again under the lock.
             replanned = True
@@ -226,10 +243,12 @@ class RecommenderFacade:
         """Bring the history cache and the metrics up to date with decisions just committed."""
         for item in recorded:
             decision = item.decision
+            user_id = item.user_id
             if decision is None:
                 self._metrics.empty_decisions.inc()
+                if item.replanned:
+                    self._history.forget(user_id)
                 continue
-            user_id = item.user_id
             if item.replanned or item.show is None:
                 self._history.forget(user_id)
             else:

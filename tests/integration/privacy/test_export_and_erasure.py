@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from tests.conftest import ContainerFactory
 from tests.support.consents import registered
 from tests.support.decisions import shown
-from tests.support.privacy import import_every_model, tables_holding_user_ids
+from tests.support.privacy import import_every_model, rows_about
 from tests.unit.privacy.test_coverage import uncovered
 from tipwise import events
 from tipwise.app import create_app
@@ -76,20 +76,6 @@ def _archive(response_content: bytes) -> dict[str, Any]:
             name: archive.read(name).decode() if name.endswith(".txt") else json.loads(archive.read(name))
             for name in archive.namelist()
         }
-
-
-def _rows_about(container: Container, user: UUID) -> dict[str, list[Any]]:
-    """Every row in any table whose user-id columns hold `user`, per table."""
-    found: dict[str, list[Any]] = {}
-    with container.db.read() as session:
-        for name, columns in tables_holding_user_ids(import_every_model()).items():
-            table = columns[0].table
-            for column in columns:
-                value: object = str(user) if column.type.python_type is str else user
-                rows = session.execute(select(table).where(column == value)).all()
-                if rows:
-                    found.setdefault(name, []).extend(rows)
-    return found
 
 
 class TestExport:
@@ -186,7 +172,7 @@ class TestErasure:
             assert client.get("/v1/me/preferences", headers=headers).status_code == 401
 
         # No row anywhere holds her id, but the `user.deleted` tombstone that tells consumers.
-        left = _rows_about(container, alice)
+        left = rows_about(container.db, alice)
         assert set(left) <= {"events_outbox", "events_log"}
         assert {row.type for rows in left.values() for row in rows} == {events.USER_DELETED}
         assert [e.type for e in log.events_about(str(alice))] == [events.USER_DELETED]
@@ -196,7 +182,7 @@ class TestErasure:
             opened, skipped = events.shredding.reveal(session, backup)
         assert (opened, skipped) == ([], len(backup))
         # Bob's and Carol's events still read.
-        assert _rows_about(container, bob)
+        assert rows_about(container.db, bob)
         assert len(list(log.read())) == len(never_alice) + 1
 
         # The models equal those a learner builds from a log that never had her.
