@@ -126,8 +126,8 @@ class IntegrationsFacade:
         The caller (the recommender) asks only with the person's consent to
         calendar signals; withdrawn consent deletes the signals besides.
         """
-        with self._db.read() as session:
-            return repository.busy(session, user_id=user_id, start=start, end=end)
+        with self._db.read_connection() as connection:
+            return repository.busy(connection, user_id=user_id, start=start, end=end)
 
     # -- syncing --------------------------------------------------------------------
 
