@@ -150,9 +150,8 @@ class RecommenderFacade:
         return await group.submit(pending)
 
     def _plan(self, *, user_id: UUID, explore: bool, allow_nothing: bool) -> _Pending | None:
-        prefs = self._profile.preferences(user_id=user_id)
-        # Never cached: a withdrawal takes effect at the very next decision.
-        purposes = self._profile.granted(user_id=user_id)
+        # The consents are never cached: a withdrawal takes effect at the very next decision.
+        prefs, purposes = self._profile.for_decision(user_id=user_id)
         now = self._clock.now()
         busy = None
         # Purpose binding: the calendar is not even read without the consent to calendar signals.
