@@ -6,6 +6,8 @@ import threading
 import time
 from uuid import UUID
 
+from sqlalchemy import Connection
+
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
 from tipwise.profile import service
@@ -72,13 +74,17 @@ class ProfileFacade:
         with self._db.read() as session:
             return service.consents(session, user_id)
 
-    def granted(self, *, user_id: UUID) -> frozenset[Purpose]:
+    def granted(self, *, user_id: UUID, connection: Connection | None = None) -> frozenset[Purpose]:
         """Return the purposes the person grants now; read afresh every time, like `consents`, but cheaper.
 
-        Decisions call this: one indexed Core read, no ORM objects.
+        Decisions call this: one indexed Core read, no ORM objects. With `connection` the read
+        runs in the caller's transaction (a decision checks the consents in the transaction that
+        records it), otherwise in a read transaction of its own.
         """
-        with self._db.read_connection() as connection:
+        if connection is not None:
             return service.granted(connection, user_id)
+        with self._db.read_connection() as own:
+            return service.granted(own, user_id)
 
     def allows(self, *, user_id: UUID, purpose: Purpose) -> bool:
         """Return whether the person currently grants `purpose` (the `ConsentPort` connectors call)."""

@@ -342,6 +342,25 @@ class TestPurposeBinding:
         decision = client.post("/v1/tips/next", headers=headers).json()
         assert "busy_now" in _snapshot_features(container, decision["tip_instance_id"])
 
+    def test_granting_again_after_decisions_without_consent_brings_the_calendar_back_at_once(
+        self, client: TestClient, container: Container, feed: CalendarFeed, clock: FakeClock
+    ) -> None:
+        # The decision after the withdrawal is planned without reading the calendar; the one after
+        # the new grant is planned on the consents last read (no calendar), then planned again in
+        # its write transaction, where the consents are read afresh, with the calendar read.
+        _user, headers = _person(container)
+        assert client.post("/v1/integrations", headers=headers, json={"url": feed.url}).status_code == 201
+        _consent(client, headers, granted=False)
+        without = client.post("/v1/tips/next", headers=headers).json()
+        assert not _snapshot_features(container, without["tip_instance_id"]) & set(CALENDAR_FEATURES)
+        _consent(client, headers, granted=True)
+        container.worker.run_once()  # the withdrawal deleted the signals; the grant sets the feed due
+        _run_syncer(container)
+        clock.advance(timedelta(hours=2))
+        headers = _headers(container, "cal@example.com")  # the access token expired meanwhile
+        again = client.post("/v1/tips/next", headers=headers).json()
+        assert {"minutes_to_next_event"} <= _snapshot_features(container, again["tip_instance_id"])
+
     def test_a_person_without_a_calendar_gets_no_calendar_feature(
         self, client: TestClient, container: Container
     ) -> None:
