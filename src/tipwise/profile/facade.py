@@ -39,19 +39,24 @@ class ProfileFacade:
         self._remember(prefs, generation=generation)
         return prefs
 
-    def for_decision(self, *, user_id: UUID) -> tuple[Preferences, frozenset[Purpose]]:
+    def for_decision(
+        self, *, user_id: UUID, connection: Connection | None = None
+    ) -> tuple[Preferences, frozenset[Purpose]]:
         """Return `preferences` and `granted` together: the consents read afresh, the preferences as cached.
 
         A decision needs both; when the cached preferences have expired, both are read on one
-        connection in one read transaction instead of two.
+        connection in one read transaction instead of two: the caller's `connection` if given
+        (a decision that reads the calendar too), otherwise one of its own.
         """
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] > time.monotonic():
-            return cached[1], self.granted(user_id=user_id)
+            return cached[1], self.granted(user_id=user_id, connection=connection)
         generation = self._generation.get(user_id, 0)
-        with self._db.read_connection() as connection:
-            prefs = service.preferences(connection, user_id)
-            purposes = service.granted(connection, user_id)
+        if connection is None:
+            with self._db.read_connection() as own:
+                prefs, purposes = service.preferences(own, user_id), service.granted(own, user_id)
+        else:
+            prefs, purposes = service.preferences(connection, user_id), service.granted(connection, user_id)
         self._remember(prefs, generation=generation)
         return prefs, purposes
 

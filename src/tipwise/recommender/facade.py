@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tipwise.advice import AdviceFacade
@@ -49,7 +50,7 @@ class CalendarPort(Protocol):
     """Busy times of a person's connected calendar (the integrations module)."""
 
     def busy_intervals(
-        self, *, user_id: UUID, start: datetime, end: datetime
+        self, *, user_id: UUID, start: datetime, end: datetime, connection: Connection | None = None
     ) -> Sequence[tuple[datetime, datetime]] | None: ...
 
 
@@ -159,15 +160,18 @@ class RecommenderFacade:
         # `_record` reads them again in the transaction that records it (one read transaction
         # fewer per decision). The calendar needs them read first: without the consent to calendar
         # signals it is not even read.
+        now = self._clock.now()
         known = self._known.get(user_id)
+        busy = None
         if known is None or (self._calendar is not None and Purpose.CALENDAR_SIGNALS in known):
-            prefs, purposes = self._profile.for_decision(user_id=user_id)
+            # One read transaction for the consents and, when they allow it, the calendar.
+            with self._db.read_connection() as connection:
+                prefs, purposes = self._profile.for_decision(user_id=user_id, connection=connection)
+                busy = self._busy(user_id, purposes, now=now, connection=connection)
             self._known.put(user_id, purposes)
             verified = True
         else:
             prefs, purposes, verified = self._profile.preferences(user_id=user_id), known, False
-        now = self._clock.now()
-        busy = self._busy(user_id, purposes, now=now)
         history = self._history.get(user_id)
         if history is None:
             generation = self._history.generation(user_id)
@@ -200,12 +204,14 @@ class RecommenderFacade:
         )
 
     def _busy(
-        self, user_id: UUID, purposes: frozenset[Purpose], *, now: datetime
+        self, user_id: UUID, purposes: frozenset[Purpose], *, now: datetime, connection: Connection | None = None
     ) -> Sequence[tuple[datetime, datetime]] | None:
         # Purpose binding: the calendar is not even read without the consent to calendar signals.
         if self._calendar is None or Purpose.CALENDAR_SIGNALS not in purposes:
             return None
-        return self._calendar.busy_intervals(user_id=user_id, start=now, end=now + CALENDAR_WINDOW)
+        return self._calendar.busy_intervals(
+            user_id=user_id, start=now, end=now + CALENDAR_WINDOW, connection=connection
+        )
 
     def _record(self, session: WriteSession, pending: _Pending) -> _Recorded:
         """Record a plan in the caller's write transaction, planning afresh if it was overtaken.

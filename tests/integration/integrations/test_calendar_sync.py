@@ -180,6 +180,20 @@ class TestConnecting:
         assert _signals(container) == []
         assert client.delete(f"/v1/integrations/{added['id']}", headers=headers).status_code == 404
 
+    def test_the_busy_times_read_in_the_callers_transaction_are_those_read_alone(
+        self, container: Container, feed: CalendarFeed, clock: FakeClock
+    ) -> None:
+        user, _ = _person(container)
+        start = clock.now()
+        assert container.integrations.busy_intervals(user_id=user, start=start, end=start + timedelta(days=2)) is None
+        container.integrations.add_calendar(user_id=user, url=feed.url)
+        alone = container.integrations.busy_intervals(user_id=user, start=start, end=start + timedelta(days=2))
+        with container.db.read_connection() as connection:
+            shared = container.integrations.busy_intervals(
+                user_id=user, start=start, end=start + timedelta(days=2), connection=connection
+            )
+        assert alone == shared == WORK_BUSY
+
 
 class TestPrivateAddresses:
     def test_by_default_a_feed_on_a_local_address_is_refused_before_any_request(
