@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from uuid import UUID
 
+from sqlalchemy import Connection
+
 from tipwise.integrations import repository, service
 from tipwise.integrations.contracts import ConnectionKind, ConsentRequired, IntegrationOut, SyncReport, SyncStatus
 from tipwise.integrations.domain.calendar import BusyInterval, NotACalendar, busy_intervals
@@ -119,15 +121,19 @@ class IntegrationsFacade:
     # -- decisions ------------------------------------------------------------------
 
     def busy_intervals(
-        self, *, user_id: UUID, start: datetime, end: datetime
+        self, *, user_id: UUID, start: datetime, end: datetime, connection: Connection | None = None
     ) -> list[tuple[datetime, datetime]] | None:
         """Return the person's busy intervals overlapping [start, end); None when no calendar has been read.
 
         The caller (the recommender) asks only with the person's consent to
-        calendar signals; withdrawn consent deletes the signals besides.
+        calendar signals; withdrawn consent deletes the signals besides. With
+        `connection` the read runs in the caller's read transaction (a decision
+        reads the consents and the calendar in one), otherwise in one of its own.
         """
-        with self._db.read() as session:
-            return repository.busy(session, user_id=user_id, start=start, end=end)
+        if connection is not None:
+            return repository.busy(connection, user_id=user_id, start=start, end=end)
+        with self._db.read_connection() as own:
+            return repository.busy(own, user_id=user_id, start=start, end=end)
 
     # -- syncing --------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from tipwise.integrations.models import ConnectionRow, SignalRow
@@ -71,24 +71,33 @@ def delete_signals_of(session: Session, user_id: UUID) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def busy(session: Session, *, user_id: UUID, start: datetime, end: datetime) -> list[tuple[datetime, datetime]] | None:
+# Read on every decision of a person with calendar consent: built once, with bound parameters
+# (building a statement from ORM attributes costs more than running it on SQLite).
+_BUSY = (
+    select(SignalRow.start_at, SignalRow.end_at)
+    .select_from(ConnectionRow)
+    .outerjoin(
+        SignalRow,
+        (SignalRow.connection_id == ConnectionRow.id)
+        & (SignalRow.end_at > bindparam("start"))
+        & (SignalRow.start_at < bindparam("end")),
+    )
+    .where(ConnectionRow.user_id == bindparam("user_id"), ConnectionRow.covered_until.is_not(None))
+)
+
+
+def busy(
+    connection: Connection | Session, *, user_id: UUID, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]] | None:
     """Return the person's busy intervals overlapping [start, end), sorted; None when no calendar was read yet.
 
     One query (this is on the decision path): each read connection joined with its intervals
     in the window, a row of nulls for a connection with none.
     """
-    rows = session.execute(
-        select(SignalRow.start_at, SignalRow.end_at)
-        .select_from(ConnectionRow)
-        .outerjoin(
-            SignalRow,
-            (SignalRow.connection_id == ConnectionRow.id) & (SignalRow.end_at > start) & (SignalRow.start_at < end),
-        )
-        .where(ConnectionRow.user_id == user_id, ConnectionRow.covered_until.is_not(None))
-    ).all()
+    rows = connection.execute(_BUSY, {"user_id": user_id, "start": start, "end": end}).all()
     if not rows:
         return None
-    return sorted((row.start_at, row.end_at) for row in rows if row.start_at is not None)
+    return sorted((start_at, end_at) for start_at, end_at in rows if start_at is not None)
 
 
 def upcoming_counts(session: Session, *, user_id: UUID, now: datetime) -> dict[UUID, int]:

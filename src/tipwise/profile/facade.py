@@ -6,6 +6,8 @@ import threading
 import time
 from uuid import UUID
 
+from sqlalchemy import Connection
+
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database
 from tipwise.profile import service
@@ -32,10 +34,31 @@ class ProfileFacade:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         generation = self._generation.get(user_id, 0)
-        with self._db.read() as session:
-            prefs = service.preferences(session, user_id)
+        with self._db.read_connection() as connection:
+            prefs = service.preferences(connection, user_id)
         self._remember(prefs, generation=generation)
         return prefs
+
+    def for_decision(
+        self, *, user_id: UUID, connection: Connection | None = None
+    ) -> tuple[Preferences, frozenset[Purpose]]:
+        """Return `preferences` and `granted` together: the consents read afresh, the preferences as cached.
+
+        A decision needs both; when the cached preferences have expired, both are read on one
+        connection in one read transaction instead of two: the caller's `connection` if given
+        (a decision that reads the calendar too), otherwise one of its own.
+        """
+        cached = self._cache.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], self.granted(user_id=user_id, connection=connection)
+        generation = self._generation.get(user_id, 0)
+        if connection is None:
+            with self._db.read_connection() as own:
+                prefs, purposes = service.preferences(own, user_id), service.granted(own, user_id)
+        else:
+            prefs, purposes = service.preferences(connection, user_id), service.granted(connection, user_id)
+        self._remember(prefs, generation=generation)
+        return prefs, purposes
 
     def update_preferences(self, *, user_id: UUID, patch: PreferencesPatch) -> Preferences:
         """Apply `patch` and return the preferences as stored."""
@@ -56,13 +79,17 @@ class ProfileFacade:
         with self._db.read() as session:
             return service.consents(session, user_id)
 
-    def granted(self, *, user_id: UUID) -> frozenset[Purpose]:
+    def granted(self, *, user_id: UUID, connection: Connection | None = None) -> frozenset[Purpose]:
         """Return the purposes the person grants now; read afresh every time, like `consents`, but cheaper.
 
-        Decisions call this: one indexed Core read, no ORM objects.
+        Decisions call this: one indexed Core read, no ORM objects. With `connection` the read
+        runs in the caller's transaction (a decision checks the consents in the transaction that
+        records it), otherwise in a read transaction of its own.
         """
-        with self._db.read_connection() as connection:
+        if connection is not None:
             return service.granted(connection, user_id)
+        with self._db.read_connection() as own:
+            return service.granted(own, user_id)
 
     def allows(self, *, user_id: UUID, purpose: Purpose) -> bool:
         """Return whether the person currently grants `purpose` (the `ConsentPort` connectors call)."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from tipwise.profile.models import ConsentRow, PreferencesRow
@@ -12,6 +13,15 @@ from tipwise.profile.models import ConsentRow, PreferencesRow
 
 def get(session: Session, user_id: UUID) -> PreferencesRow | None:
     return session.get(PreferencesRow, user_id)
+
+
+# Read on a decision whenever the person's cached preferences expired: built once, Core rows.
+_PREFERENCES = select(*PreferencesRow.__table__.columns).where(PreferencesRow.user_id == bindparam("user_id"))
+
+
+def preferences_row(connection: Connection, user_id: UUID) -> Row[Any] | None:
+    """Return the person's preferences as a Core row (its attributes named as `PreferencesRow`'s), or None."""
+    return connection.execute(_PREFERENCES, {"user_id": user_id}).first()
 
 
 def add(session: Session, row: PreferencesRow) -> None:

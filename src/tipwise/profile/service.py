@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -29,8 +30,13 @@ from tipwise.profile.contracts import (
 from tipwise.profile.models import ConsentRow, PreferencesRow
 
 
-def preferences(session: ReadSession | WriteSession, user_id: UUID) -> Preferences:
-    row = repository.get(session, user_id)
+def preferences(session: ReadSession | WriteSession | Connection, user_id: UUID) -> Preferences:
+    """Return the person's preferences, defaults when they have set none."""
+    row = (
+        repository.preferences_row(session, user_id)
+        if isinstance(session, Connection)
+        else repository.get(session, user_id)
+    )
     return _dto(row) if row else Preferences(user_id=user_id)
 
 
@@ -91,7 +97,28 @@ _COMPARED = (
 )
 
 
-def _dto(row: PreferencesRow) -> Preferences:
+class _PreferencesColumns(Protocol):
+    """A preferences row: the ORM entity, or a Core row of its table."""
+
+    @property
+    def user_id(self) -> UUID: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def muted_categories(self) -> list[str]: ...
+    @property
+    def active_hours(self) -> dict[str, Any] | None: ...
+    @property
+    def quiet_start(self) -> int | None: ...
+    @property
+    def quiet_end(self) -> int | None: ...
+    @property
+    def frequency_cap_per_day(self) -> int | None: ...
+    @property
+    def channels(self) -> dict[str, Any] | None: ...
+
+
+def _dto(row: _PreferencesColumns) -> Preferences:
     quiet = (
         TimeWindow(start=row.quiet_start, end=row.quiet_end)
         if row.quiet_start is not None and row.quiet_end is not None

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tipwise.advice import AdviceFacade
@@ -49,7 +50,7 @@ class CalendarPort(Protocol):
     """Busy times of a person's connected calendar (the integrations module)."""
 
     def busy_intervals(
-        self, *, user_id: UUID, start: datetime, end: datetime
+        self, *, user_id: UUID, start: datetime, end: datetime, connection: Connection | None = None
     ) -> Sequence[tuple[datetime, datetime]] | None: ...
 
 
@@ -70,6 +71,9 @@ class _Pending:
     plan: service.Plan
     prefs: Preferences
     purposes: frozenset[Purpose]
+    # False: planned on the consents this process last read for the person; `_record` reads them
+    # in its write transaction and plans again if they changed.
+    verified: bool
     explore: bool
     allow_nothing: bool
     busy: Sequence[tuple[datetime, datetime]] | None
@@ -118,6 +122,7 @@ class RecommenderFacade:
             assembler=FeatureAssembler(),
         )
         self._history = service.HistoryCache(seconds=settings.history_cache_seconds)
+        self._known = _KnownConsents()
         # One group commit per event loop: a loop's futures must only be touched from that loop.
         self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
 
@@ -158,14 +163,23 @@ class RecommenderFacade:
         return await group.submit(pending)
 
     def _plan(self, *, user_id: UUID, explore: bool, allow_nothing: bool) -> _Pending | None:
-        prefs = self._profile.preferences(user_id=user_id)
-        # Never cached: a withdrawal takes effect at the very next decision.
-        purposes = self._profile.granted(user_id=user_id)
+        # The consents are never trusted from memory: a withdrawal takes effect at the very next
+        # decision. Either they are read now, or the plan is made on the ones last read and
+        # `_record` reads them again in the transaction that records it (one read transaction
+        # fewer per decision). The calendar needs them read first: without the consent to calendar
+        # signals it is not even read.
         now = self._clock.now()
+        known = self._known.get(user_id)
         busy = None
-        # Purpose binding: the calendar is not even read without the consent to calendar signals.
-        if self._calendar is not None and Purpose.CALENDAR_SIGNALS in purposes:
-            busy = self._calendar.busy_intervals(user_id=user_id, start=now, end=now + CALENDAR_WINDOW)
+        if known is None or (self._calendar is not None and Purpose.CALENDAR_SIGNALS in known):
+            # One read transaction for the consents and, when they allow it, the calendar.
+            with self._db.read_connection() as connection:
+                prefs, purposes = self._profile.for_decision(user_id=user_id, connection=connection)
+                busy = self._busy(user_id, purposes, now=now, connection=connection)
+            self._known.put(user_id, purposes)
+            verified = True
+        else:
+            prefs, purposes, verified = self._profile.preferences(user_id=user_id), known, False
         history = self._history.get(user_id)
         if history is None:
             generation = self._history.generation(user_id)
@@ -188,7 +202,23 @@ class RecommenderFacade:
             self._metrics.empty_decisions.inc()
             return None
         return _Pending(
-            plan=plan, prefs=prefs, purposes=purposes, explore=explore, allow_nothing=allow_nothing, busy=busy
+            plan=plan,
+            prefs=prefs,
+            purposes=purposes,
+            verified=verified,
+            explore=explore,
+            allow_nothing=allow_nothing,
+            busy=busy,
+        )
+
+    def _busy(
+        self, user_id: UUID, purposes: frozenset[Purpose], *, now: datetime, connection: Connection | None = None
+    ) -> Sequence[tuple[datetime, datetime]] | None:
+        # Purpose binding: the calendar is not even read without the consent to calendar signals.
+        if self._calendar is None or Purpose.CALENDAR_SIGNALS not in purposes:
+            return None
+        return self._calendar.busy_intervals(
+            user_id=user_id, start=now, end=now + CALENDAR_WINDOW, connection=connection
         )
 
     def _record(self, session: WriteSession, pending: _Pending) -> _Recorded:
@@ -197,35 +227,46 @@ class RecommenderFacade:
         Nothing is recorded for a person erased since the plan was made: the erasure deleted
         their rows and their data key, and a decision written after it would outlive it (with a
         new data key that opens its event). Held under the write lock, the account stays until
-        this transaction ends.
+        this transaction ends. This is the single place where a plan is written: every check
+        that needs the write lock is here.
         """
         plan: service.Plan | None = pending.plan
-        replanned = False
-        if not self._accounts.hold_account(session, user_id=pending.plan.user_id):
+        user_id = pending.plan.user_id
+        if not self._accounts.hold_account(session, user_id=user_id):
             log.info("decision_dropped_account_erased")
-            return _Recorded(user_id=pending.plan.user_id, decision=None, show=None, replanned=True)
-        if plan is not None and not self._decisions.still_eligible(session, plan):
-            # Rare: a concurrent decision or reaction got there first; plan again under the lock.
+            return _Recorded(user_id=user_id, decision=None, show=None, replanned=True)
+        purposes, busy = pending.purposes, pending.busy
+        if not pending.verified:
+            # The consents in force as this transaction records the decision.
+            purposes = self._profile.granted(user_id=user_id, connection=session.connection())
+            self._known.put(user_id, purposes)
+            if purposes != pending.purposes:
+                busy = self._busy(user_id, purposes, now=pending.plan.now)
+        if plan is not None and (purposes != pending.purposes or not self._decisions.still_eligible(session, plan)):
+            # Rare: the consents changed, or a concurrent decision or reaction got there first;
+            # plan again under the lock.
             replanned = True
             plan = self._decisions.plan(
                 session,
                 prefs=pending.prefs,
-                purposes=pending.purposes,
+                purposes=purposes,
                 now=plan.now,
                 seed=plan.seed,
                 explore=pending.explore,
                 allow_nothing=pending.allow_nothing,
-                busy=pending.busy,
+                busy=busy,
             )
+        else:
+            replanned = False
         if plan is None:
-            return _Recorded(user_id=pending.plan.user_id, decision=None, show=None, replanned=replanned)
+            return _Recorded(user_id=user_id, decision=None, show=None, replanned=replanned)
         decision = self._decisions.record(session, plan)
         show = (
             PastShow(tip_id=plan.chosen.id, category=plan.chosen.category, decided_at=plan.now)
             if plan.chosen is not None
             else None
         )
-        return _Recorded(user_id=pending.plan.user_id, decision=decision, show=show, replanned=replanned)
+        return _Recorded(user_id=user_id, decision=decision, show=show, replanned=replanned)
 
     def _record_group(self, group: list[_Pending], *, wait: bool = True) -> list[NextTipOut | None]:
         with self._db.write(wait=wait) as session:
@@ -284,6 +325,26 @@ class RecommenderFacade:
     def history(self, *, user_id: UUID, limit: int = 20, cursor: str | None = None) -> HistoryPage:
         with self._db.read() as session:
             return service.history(session, user_id=user_id, advice=self._advice, limit=limit, cursor=cursor)
+
+
+class _KnownConsents:
+    """The consents this process last read for each person: what a decision is planned on.
+
+    Only a guess to plan with: the decision is recorded only after the consents were read
+    again in its write transaction (see `RecommenderFacade._record`). Bounded; cleared when full.
+    """
+
+    def __init__(self, *, size: int = 100_000) -> None:
+        self._size = size
+        self._purposes: dict[UUID, frozenset[Purpose]] = {}
+
+    def get(self, user_id: UUID) -> frozenset[Purpose] | None:
+        return self._purposes.get(user_id)
+
+    def put(self, user_id: UUID, purposes: frozenset[Purpose]) -> None:
+        if len(self._purposes) >= self._size and user_id not in self._purposes:
+            self._purposes.clear()
+        self._purposes[user_id] = purposes
 
 
 class _GroupCommit:

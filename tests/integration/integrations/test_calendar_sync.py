@@ -180,6 +180,20 @@ class TestConnecting:
         assert _signals(container) == []
         assert client.delete(f"/v1/integrations/{added['id']}", headers=headers).status_code == 404
 
+    def test_the_busy_times_read_in_the_callers_transaction_are_those_read_alone(
+        self, container: Container, feed: CalendarFeed, clock: FakeClock
+    ) -> None:
+        user, _ = _person(container)
+        start = clock.now()
+        assert container.integrations.busy_intervals(user_id=user, start=start, end=start + timedelta(days=2)) is None
+        container.integrations.add_calendar(user_id=user, url=feed.url)
+        alone = container.integrations.busy_intervals(user_id=user, start=start, end=start + timedelta(days=2))
+        with container.db.read_connection() as connection:
+            shared = container.integrations.busy_intervals(
+                user_id=user, start=start, end=start + timedelta(days=2), connection=connection
+            )
+        assert alone == shared == WORK_BUSY
+
 
 class TestPrivateAddresses:
     def test_by_default_a_feed_on_a_local_address_is_refused_before_any_request(
@@ -341,6 +355,25 @@ class TestPurposeBinding:
         assert _signals(container, user) == WORK_BUSY
         decision = client.post("/v1/tips/next", headers=headers).json()
         assert "busy_now" in _snapshot_features(container, decision["tip_instance_id"])
+
+    def test_granting_again_after_decisions_without_consent_brings_the_calendar_back_at_once(
+        self, client: TestClient, container: Container, feed: CalendarFeed, clock: FakeClock
+    ) -> None:
+        # The decision after the withdrawal is planned without reading the calendar; the one after
+        # the new grant is planned on the consents last read (no calendar), then planned again in
+        # its write transaction, where the consents are read afresh, with the calendar read.
+        _user, headers = _person(container)
+        assert client.post("/v1/integrations", headers=headers, json={"url": feed.url}).status_code == 201
+        _consent(client, headers, granted=False)
+        without = client.post("/v1/tips/next", headers=headers).json()
+        assert not _snapshot_features(container, without["tip_instance_id"]) & set(CALENDAR_FEATURES)
+        _consent(client, headers, granted=True)
+        container.worker.run_once()  # the withdrawal deleted the signals; the grant sets the feed due
+        _run_syncer(container)
+        clock.advance(timedelta(hours=2))
+        headers = _headers(container, "cal@example.com")  # the access token expired meanwhile
+        again = client.post("/v1/tips/next", headers=headers).json()
+        assert {"minutes_to_next_event"} <= _snapshot_features(container, again["tip_instance_id"])
 
     def test_a_person_without_a_calendar_gets_no_calendar_feature(
         self, client: TestClient, container: Container

@@ -34,6 +34,12 @@ def _commits(container: Container) -> list[int]:
     return commits
 
 
+def _set_consents(container: Container, user: uuid.UUID, purposes: dict[Purpose, bool]) -> None:
+    container.profile.record_consents(
+        user_id=user, decisions=ConsentsPut(wording_version=CONSENT_WORDING_VERSION, purposes=purposes)
+    )
+
+
 def _recorded(container: Container, decisions: list[NextTipOut | None]) -> int:
     ids = [d.tip_instance_id for d in decisions if d is not None]
     with container.db.read() as session:
@@ -191,3 +197,36 @@ class TestHistoryCache:
         after = asyncio.run(here.recommender.next_tip_async(user_id=user))
         assert after is not None
         assert after.personalized is False
+
+    @pytest.mark.parametrize("asked", ["sync", "async"])
+    def test_without_calendar_consent_a_withdrawal_elsewhere_applies_to_the_next_decision_recorded(
+        self, make_container: ContainerFactory, tmp_path: Path, asked: str
+    ) -> None:
+        # Without the calendar consent, a decision is planned on the consents last read here and
+        # recorded only after they were read again in its write transaction.
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+        here, there = make_container(url), make_container(url)
+        user = registered(here, "no-calendar@example.com")
+        _set_consents(here, user, {Purpose.CALENDAR_SIGNALS: False})
+
+        def decide() -> NextTipOut:
+            if asked == "sync":
+                decision = here.recommender.next_tip(user_id=user)
+            else:
+                decision = asyncio.run(here.recommender.next_tip_async(user_id=user))
+            assert decision is not None
+            return decision
+
+        assert decide().personalized is True
+        _set_consents(there, user, {Purpose.PERSONALIZATION: False})
+        after = decide()
+        assert after.personalized is False
+        with here.db.read() as session:
+            row = session.get(TipInstanceRow, after.tip_instance_id)
+            assert row is not None
+            assert Purpose.PERSONALIZATION.value not in row.context_snapshot["purposes"]
+        assert here.recommender.next_tip(user_id=user) is not None
+
+        # Granted again elsewhere: the next decision recorded is personalized again.
+        _set_consents(there, user, {Purpose.PERSONALIZATION: True})
+        assert decide().personalized is True
