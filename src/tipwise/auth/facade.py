@@ -268,8 +268,8 @@ class AuthFacade:
         return live.principal if live is not None else None
 
     def _read_live(self, session_id: UUID, *, now: datetime) -> Live | None:
-        with self._db.read() as session:
-            return self._sessions.live(session, session_id=session_id, now=now)
+        with self._db.read_connection() as connection:
+            return self._sessions.live(connection, session_id=session_id, now=now)
 
     def _look_up(self, session_id: UUID) -> Live | None:
         now = self._clock.now()

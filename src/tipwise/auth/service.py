@@ -16,6 +16,7 @@ from uuid import UUID
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection
 
 from tipwise.auth import repository
 from tipwise.auth.contracts import Account, LoginMethod, Principal, Role, SessionInfo
@@ -251,16 +252,16 @@ class SessionService:
             result=RefreshResult.ROTATED, session_id=row.id, account=_account(user), refresh_token=successor
         )
 
-    def live(self, session: ReadSession, *, session_id: UUID, now: datetime) -> Live | None:
+    def live(self, connection: Connection, *, session_id: UUID, now: datetime) -> Live | None:
         """Return the session and its account's current role, or None when it is unknown, revoked or expired."""
-        found = repository.session_with_account(session, session_id)
+        found = repository.session_check(connection, session_id)
         if found is None:
             return None
-        row, user = found
-        if row.revoked_at is not None or row.expires_at <= now:
+        account_id, role, last_used_at, expires_at, revoked_at = found
+        if revoked_at is not None or expires_at <= now:
             return None
-        principal = Principal(user_id=user.id, role=Role(user.role), session_id=row.id)
-        return Live(principal=principal, last_used_at=row.last_used_at, expires_at=row.expires_at)
+        principal = Principal(user_id=account_id, role=Role(role), session_id=session_id)
+        return Live(principal=principal, last_used_at=last_used_at, expires_at=expires_at)
 
     def touch(self, session: WriteSession, *, session_id: UUID, now: datetime) -> None:
         repository.touch_session(session, session_id, now=now)
