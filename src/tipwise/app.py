@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,10 +26,17 @@ def create_app(container: Container) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if container.settings.embedded_worker:
             container.start_workers()
+        # What exists now (modules, the advice catalogue, models, SQLAlchemy's and pydantic's
+        # machinery) lives as long as the process. Left to the collector, every full collection
+        # walks it all, and each one paused every request in flight: ~100 ms apiece under load
+        # in `tipwise bench http`, ~15-40 ms once frozen.
+        gc.collect()
+        gc.freeze()
         log.info("started", database=container.db.read_engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
+            gc.unfreeze()  # an app stopped in a process that goes on (tests) leaves nothing pinned
             container.stop_workers()
 
     app = FastAPI(

@@ -54,6 +54,12 @@ log = get_logger(__name__)
 Role = Literal["all", "relay", "learner"]
 # How often the calendar syncer looks for feeds that are due.
 SYNC_POLL_SECONDS = 5.0
+# In one process on the embedded bus, the worker's rounds share the GIL and SQLite's write lock
+# with the requests: under sustained load they take at most this share of the worker's time, so
+# each round carries more events (`tipwise bench http`). A reaction then waits at most
+# `EMBEDDED_MAX_PAUSE` more before the learner sees it.
+EMBEDDED_DUTY = 0.25
+EMBEDDED_MAX_PAUSE = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +251,8 @@ def build(
         dispatch=role in ("all", "learner"),
         # A NATS dispatch waits for events itself; a relay process polls the outbox.
         interval=0.0 if settings.uses_nats and role == "learner" else 0.05 if role == "relay" else 1.0,
+        duty=EMBEDDED_DUTY if role == "all" and isinstance(bus, EmbeddedBus) else None,
+        max_pause=EMBEDDED_MAX_PAUSE,
     )
     learner = Learner(
         db=db,

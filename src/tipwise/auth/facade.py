@@ -240,18 +240,32 @@ class AuthFacade:
             raise Unauthorized(SESSION_ENDED)
         return principal
 
-    def cached_principal(self, *, token: str) -> Principal | None:
-        """Return the principal of a bearer token from this process's session cache; None: ask `verify_token`.
+    @property
+    def reads_locally(self) -> bool:
+        """True when the database is a local file (SQLite): a read costs less than a hop to a thread."""
+        return self._db.is_sqlite
 
-        Reads no database, so the event loop may call it. Raises `Unauthorized` like
-        `verify_token` for a bad token or a session known to have ended.
+    def cached_principal(self, *, token: str, read: bool = False) -> Principal | None:
+        """Return the principal of a bearer token without writing; None: ask `verify_token`.
+
+        Without `read`, only this process's session cache is consulted, so no database is read.
+        With `read`, a session missing from the cache is read too (on SQLite the event loop may do
+        that: see `reads_locally`); None then means only that the session's last use is due to be
+        written, which `verify_token` does. Raises `Unauthorized` like `verify_token` for a bad
+        token or a session that has ended.
         """
         claimed = self._tokens.verify(token)
         if not claimed.session_id:
             raise Unauthorized(SESSION_ENDED)
-        hit, live = self._cache.get(claimed.session_id, now=self._clock.now())
+        now = self._clock.now()
+        hit, live = self._cache.get(claimed.session_id, now=now)
         if not hit:
-            return None
+            if not read:
+                return None
+            live = self._read_live(claimed.session_id, now=now)
+            if live is not None and now - live.last_used_at >= LAST_USED_RESOLUTION:
+                return None
+            self._cache.put(claimed.session_id, live, now=now)
         if live is None or live.principal.user_id != claimed.user_id:
             raise Unauthorized(SESSION_ENDED)
         return live.principal
@@ -264,10 +278,13 @@ class AuthFacade:
             live = self._look_up(session_id)
         return live.principal if live is not None else None
 
+    def _read_live(self, session_id: UUID, *, now: datetime) -> Live | None:
+        with self._db.read_connection() as connection:
+            return self._sessions.live(connection, session_id=session_id, now=now)
+
     def _look_up(self, session_id: UUID) -> Live | None:
         now = self._clock.now()
-        with self._db.read() as session:
-            live = self._sessions.live(session, session_id=session_id, now=now)
+        live = self._read_live(session_id, now=now)
         if live is not None and now - live.last_used_at >= LAST_USED_RESOLUTION:
             with self._db.write() as session:
                 self._sessions.touch(session, session_id=session_id, now=now)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from tipwise.auth.models import LoginFailureRow, RefreshTokenRow, SessionRow, UserRow
@@ -35,14 +35,23 @@ def add(session: Session, row: UserRow | SessionRow | RefreshTokenRow | LoginFai
     session.flush()
 
 
-def session_with_account(session: Session, session_id: UUID) -> tuple[SessionRow, UserRow] | None:
-    """Return a session and its account, in one query."""
-    found = session.execute(
-        select(SessionRow, UserRow)
-        .join(UserRow, UserRow.id == SessionRow.account_id)
-        .where(SessionRow.id == session_id)
-    ).first()
-    return (found[0], found[1]) if found else None
+# Built once: this runs for every request whose session is not cached, and building the statement
+# cost as much as running it.
+_SESSION_CHECK = (
+    select(SessionRow.account_id, UserRow.role, SessionRow.last_used_at, SessionRow.expires_at, SessionRow.revoked_at)
+    .join(UserRow, UserRow.id == SessionRow.account_id)
+    .where(SessionRow.id == bindparam("session_id"))
+)
+
+
+def session_check(
+    connection: Connection, session_id: UUID
+) -> Row[UUID, str, datetime, datetime, datetime | None] | None:
+    """Return what checking a session needs, in one query: account id and role, last use, expiry, revocation.
+
+    Columns only, on a Core connection: loading the two rows as ORM objects cost more.
+    """
+    return connection.execute(_SESSION_CHECK, {"session_id": session_id}).first()
 
 
 def session_by_id(session: Session, session_id: UUID, *, for_update: bool = False) -> SessionRow | None:

@@ -47,11 +47,21 @@ def http(
     connections: Annotated[int, typer.Option(help="Concurrent connections.")] = 32,
     users: Annotated[int, typer.Option(help="Accounts whose tokens the load rotates over.")] = 200,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here as JSON.")] = None,
+    without_decision: Annotated[
+        bool,
+        typer.Option(
+            "--without-decision",
+            help="Also measure /v1/tips/next's request and answer around a decision made once: what all but it costs.",
+        ),
+    ] = False,
 ) -> None:
     """Measure requests/s and latency of `POST /v1/tips/next` next to hello-world routes (needs wrk).
 
     The hello-world baseline is an async route; a sync one shows what the
     thread-pool hop of a sync endpoint (as the app's are) costs on its own.
+    With `--without-decision`, a fourth row runs last: the same bearer token
+    check, body and response model as `/v1/tips/next`, answering a decision made
+    once at startup (the rate `/v1/tips/next` would reach if deciding cost nothing).
     """
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -60,7 +70,7 @@ def http(
     with tempfile.TemporaryDirectory(prefix="tipwise-bench-http-") as tmp:
         folder = Path(tmp)
         port = _free_port()
-        server = _start_server(folder, port=port, users=users)
+        server = _start_server(folder, port=port, users=users, without_decision=without_decision)
         try:
             base = f"http://127.0.0.1:{port}"
             results = [
@@ -68,13 +78,18 @@ def http(
                 _wrk(wrk, base, "/bench/hello-sync", folder, "hello-world POST, sync", duration, connections),
                 _wrk(wrk, base, "/v1/tips/next", folder, "POST /v1/tips/next", duration, connections),
             ]
+            if without_decision:
+                path = "/bench/tips-without-decision"
+                results.append(_wrk(wrk, base, path, folder, "same, without the decision", duration, connections))
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
-    hello, _, tips = results
+    hello, _, tips = results[:3]
     ratio = tips.mean / hello.mean if hello.mean else 0.0
     print_table("tipwise bench http (requests/s; latency in ms)", results)
     console.print(f"/v1/tips/next reaches {ratio:.0%} of the hello-world rate; its p99 is {tips.p99:.1f} ms")
+    if without_decision and hello.mean:
+        console.print(f"without the decision, the same request reaches {results[3].mean / hello.mean:.0%} of it")
     if json_path is not None:
         write_json(json_path, "http", results, ratio_to_hello=ratio, connections=connections, duration=duration)
 
@@ -88,7 +103,7 @@ def _free_port() -> int:
         return port
 
 
-def _start_server(folder: Path, *, port: int, users: int) -> subprocess.Popen[bytes]:
+def _start_server(folder: Path, *, port: int, users: int, without_decision: bool = False) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TIPWISE_DATA_DIR": str(folder / "data"),
@@ -101,6 +116,8 @@ def _start_server(folder: Path, *, port: int, users: int) -> subprocess.Popen[by
     }
     env.pop("TIPWISE_DATABASE_URL")
     command = [sys.executable, "-m", "tipwise.bench.http_server", str(port), str(users), str(folder / "tokens.txt")]
+    if without_decision:
+        command.append("--without-decision")
     server = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -124,6 +124,9 @@ class EmbeddedBus:
                 repository.append_log(session, rows, at=now)
                 repository.mark_published(session, [r.seq for r in rows], at=now)
                 moved += len(rows)
+            if len(rows) < self._batch_size:
+                # Drained as of this transaction: no need to take the write lock again to find out.
+                return moved
 
     def dispatch(self) -> int:
         return sum(self._dispatch_one(consumer) for consumer in self._consumers)

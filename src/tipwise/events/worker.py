@@ -24,6 +24,8 @@ class Worker:
         coalesce: float = 0.05,
         relay: bool = True,
         dispatch: bool = True,
+        duty: float | None = None,
+        max_pause: float = 0.25,
     ) -> None:
         # A scaled deployment splits the work: a relay process only relays, a learner only dispatches.
         self._bus = bus
@@ -35,6 +37,15 @@ class Worker:
         self._coalesce = coalesce
         # Periodic jobs need not run on every wake-up; under load that would be once per decision.
         self._job_interval = job_interval
+        # With `duty`, the thread runs one pass per round and, while rounds keep finding work, pauses
+        # so that rounds take at most this share of its time (never longer than `max_pause`): in one
+        # process its rounds compete with the requests for the GIL and SQLite's write lock, and a
+        # round per few decisions pays the fixed cost of a round (its transactions) per few events.
+        # Without, rounds drain the log back to back (a scaled relay or learner has its own process).
+        if duty is not None and not 0 < duty <= 1:
+            raise ValueError("duty must be in (0, 1]")
+        self._duty = duty
+        self._max_pause = max_pause
         self._jobs_due = 0.0
         self._jobs: list[Callable[[], int | None]] = []
         self._wake = threading.Event()
@@ -49,6 +60,21 @@ class Worker:
     def wake(self) -> None:
         """Ask for a round now, e.g. right after a commit that wrote to the outbox."""
         self._wake.set()
+
+    def run_round(self, *, jobs: bool = True) -> int:
+        """Relay and dispatch once, run the jobs when due or idle; return events moved, applied or published.
+
+        What commits meanwhile is left for the next round; a round that found work returns > 0,
+        and the background thread then runs another one after its pause.
+        """
+        with self._lock:
+            moved = self._bus.relay() if self._relay else 0
+            done = self._bus.dispatch() if self._dispatch else 0
+            if moved or done:
+                if time.monotonic() >= self._jobs_due:
+                    self._run_jobs()
+                return moved + done
+            return self._run_jobs() if jobs else 0
 
     def run_once(self, *, jobs: bool = True) -> int:
         """Relay, dispatch until the log is drained, run the jobs; return events applied.
@@ -94,16 +120,24 @@ class Worker:
 
     def _loop(self) -> None:
         failures = 0
+        coalesce = self._coalesce
         while not self._stop.is_set():
             # A zero interval suits a bus whose dispatch waits for events itself (NATS).
             pause = self._interval if not failures else max(self._interval, 0.1) * 2 ** min(failures, 3)
-            if self._wake.wait(pause) and self._coalesce:
-                self._stop.wait(self._coalesce)
+            if self._wake.wait(pause) and coalesce:
+                self._stop.wait(coalesce)
             self._wake.clear()
+            started = time.monotonic()
             try:
-                self.run_once(jobs=time.monotonic() >= self._jobs_due)
+                if self._duty is None:
+                    self.run_once(jobs=time.monotonic() >= self._jobs_due)
+                elif self.run_round(jobs=time.monotonic() >= self._jobs_due):
+                    self._wake.set()  # what committed during the round goes in the next one
                 failures = 0
             except Exception:
                 # The failed batch rolled back; it is retried with backoff.
                 failures += 1
                 log.exception("worker_round_failed", failures=failures)
+            if self._duty is not None:
+                took = time.monotonic() - started
+                coalesce = max(self._coalesce, min(self._max_pause, took * (1 - self._duty) / self._duty))

@@ -157,6 +157,58 @@ class TestSessions:
         assert auth.sessions(user_id=issued.account_id)[0].last_used_at == clock.now()
 
 
+class TestCheckWithoutWriting:
+    """`cached_principal`, as the bearer-token dependency calls it on the event loop."""
+
+    def test_without_read_an_uncached_session_is_left_to_verify_token(self, auth: AuthFacade) -> None:
+        issued = _signed_in(auth)
+
+        assert auth.cached_principal(token=issued.access_token) is None
+
+    def test_with_read_an_uncached_session_is_read_and_then_cached(self, auth: AuthFacade) -> None:
+        issued = _signed_in(auth)
+
+        principal = auth.cached_principal(token=issued.access_token, read=True)
+
+        assert principal is not None
+        assert (principal.user_id, principal.session_id) == (issued.account_id, issued.session_id)
+        assert auth.cached_principal(token=issued.access_token) == principal
+
+    def test_with_read_a_due_last_use_is_left_to_verify_token_which_records_it(
+        self, auth: AuthFacade, clock: FakeClock
+    ) -> None:
+        issued = _signed_in(auth)
+        started = clock.now()
+        clock.advance(timedelta(seconds=70))
+
+        assert auth.cached_principal(token=issued.access_token, read=True) is None
+        assert auth.sessions(user_id=issued.account_id)[0].last_used_at == started
+        auth.verify_token(token=issued.access_token)
+        assert auth.sessions(user_id=issued.account_id)[0].last_used_at == clock.now()
+
+    def test_with_read_a_session_revoked_by_another_process_is_refused(
+        self, make_facade: FacadeFactory, clock: FakeClock
+    ) -> None:
+        here, there = make_facade(session_check_cache_seconds=5), make_facade(session_check_cache_seconds=5)
+        issued = _signed_in(here)
+        assert there.cached_principal(token=issued.access_token, read=True) is not None
+
+        here.revoke_session(user_id=issued.account_id, session_id=issued.session_id)
+        clock.advance(timedelta(seconds=5))
+
+        with pytest.raises(Unauthorized, match="session has ended"):
+            there.cached_principal(token=issued.access_token, read=True)
+
+    def test_with_read_an_expired_token_is_refused(self, auth: AuthFacade, clock: FakeClock) -> None:
+        issued = _signed_in(auth)
+        auth.cached_principal(token=issued.access_token, read=True)
+
+        clock.advance(timedelta(seconds=issued.expires_in))
+
+        with pytest.raises(Unauthorized, match="expired"):
+            auth.cached_principal(token=issued.access_token, read=True)
+
+
 class TestRevocation:
     def test_revoking_a_session_stops_its_tokens_at_once(self, auth: AuthFacade) -> None:
         phone = _signed_in(auth)

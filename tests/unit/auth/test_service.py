@@ -82,6 +82,35 @@ class TestTokenService:
         with pytest.raises(Unauthorized, match="expired"):
             service.verify(token)
 
+    def test_a_token_verified_before_is_still_refused_once_it_expires(self) -> None:
+        clock = FakeClock(START)
+        service = tokens(clock)
+        token = service.issue(account(), session_id=SESSION_ID)
+        assert service.verify(token).user_id == USER_ID  # remembered as verified from now on
+
+        clock.advance(TTL)
+
+        with pytest.raises(Unauthorized, match="expired"):
+            service.verify(token)
+
+    def test_a_token_refused_once_is_refused_again(self) -> None:
+        clock = FakeClock(START)
+        forged = tokens(clock, secret="another-secret-that-is-also-long-enough").issue(account(), session_id=SESSION_ID)
+        service = tokens(clock)
+
+        for _ in range(2):
+            with pytest.raises(Unauthorized, match="not valid"):
+                service.verify(forged)
+
+    def test_a_token_remembered_by_one_secret_does_not_verify_under_another(self) -> None:
+        clock = FakeClock(START)
+        service = tokens(clock)
+        token = service.issue(account(), session_id=SESSION_ID)
+        service.verify(token)
+
+        with pytest.raises(Unauthorized, match="not valid"):
+            tokens(clock, secret="another-secret-that-is-also-long-enough").verify(token)
+
     def test_token_issued_by_a_clock_ahead_of_the_wall_clock_verifies(self) -> None:
         # The service reads time only from its clock; a clock set in the future must not make
         # fresh tokens look "not yet valid".
