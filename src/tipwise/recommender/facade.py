@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -73,7 +75,6 @@ class _Pending:
     purposes: frozenset[Purpose]
     # False: planned on the consents this process last read for the person; `_record` reads them
     # in its write transaction and plans again if they changed.
-    verified: bool
     explore: bool
     allow_nothing: bool
     busy: Sequence[tuple[datetime, datetime]] | None
@@ -122,7 +123,7 @@ class RecommenderFacade:
             assembler=FeatureAssembler(),
         )
         self._history = service.HistoryCache(seconds=settings.history_cache_seconds)
-        self._known = _KnownConsents()
+        self._known = _KnownConsents(seconds=settings.history_cache_seconds)
         # One group commit per event loop: a loop's futures must only be touched from that loop.
         self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _GroupCommit] = weakref.WeakKeyDictionary()
 
@@ -164,10 +165,10 @@ class RecommenderFacade:
 
     def _plan(self, *, user_id: UUID, explore: bool, allow_nothing: bool) -> _Pending | None:
         # The consents are never trusted from memory: a withdrawal takes effect at the very next
-        # decision. Either they are read now, or the plan is made on the ones last read and
-        # `_record` reads them again in the transaction that records it (one read transaction
-        # fewer per decision). The calendar needs them read first: without the consent to calendar
-        # signals it is not even read.
+        # decision. `_record` reads them again in the transaction that records the decision, so
+        # the plan may be made on the ones last read (one read transaction fewer per decision).
+        # The calendar needs them read first: without the consent to calendar signals it is not
+        # even read.
         now = self._clock.now()
         known = self._known.get(user_id)
         busy = None
@@ -177,9 +178,8 @@ class RecommenderFacade:
                 prefs, purposes = self._profile.for_decision(user_id=user_id, connection=connection)
                 busy = self._busy(user_id, purposes, now=now, connection=connection)
             self._known.put(user_id, purposes)
-            verified = True
         else:
-            prefs, purposes, verified = self._profile.preferences(user_id=user_id), known, False
+            prefs, purposes = self._profile.preferences(user_id=user_id), known
         history = self._history.get(user_id)
         if history is None:
             generation = self._history.generation(user_id)
@@ -205,7 +205,6 @@ class RecommenderFacade:
             plan=plan,
             prefs=prefs,
             purposes=purposes,
-            verified=verified,
             explore=explore,
             allow_nothing=allow_nothing,
             busy=busy,
@@ -234,14 +233,16 @@ class RecommenderFacade:
         user_id = pending.plan.user_id
         if not self._accounts.hold_account(session, user_id=user_id):
             log.info("decision_dropped_account_erased")
+            self._known.forget(user_id)
             return _Recorded(user_id=user_id, decision=None, show=None, replanned=True)
+        # The consents in force as this transaction records the decision: a withdrawal committed
+        # since the plan was made (in any process) re-plans it without what it withdrew.
         purposes, busy = pending.purposes, pending.busy
-        if not pending.verified:
-            # The consents in force as this transaction records the decision.
-            purposes = self._profile.granted(user_id=user_id, connection=session.connection())
-            self._known.put(user_id, purposes)
-            if purposes != pending.purposes:
-                busy = self._busy(user_id, purposes, now=pending.plan.now)
+        connection = session.connection()
+        fresh = self._profile.granted(user_id=user_id, connection=connection)
+        self._known.put(user_id, fresh)
+        if fresh != purposes:
+            purposes, busy = fresh, self._busy(user_id, fresh, now=pending.plan.now, connection=connection)
         if plan is not None and (purposes != pending.purposes or not self._decisions.still_eligible(session, plan)):
             # Rare: the consents changed, or a concurrent decision or reaction got there first;
             # plan again under the lock.
@@ -330,21 +331,41 @@ class RecommenderFacade:
 class _KnownConsents:
     """The consents this process last read for each person: what a decision is planned on.
 
-    Only a guess to plan with: the decision is recorded only after the consents were read
-    again in its write transaction (see `RecommenderFacade._record`). Bounded; cleared when full.
+    Only a guess to plan with: every decision is recorded only after the consents were read
+    again in its write transaction (see `RecommenderFacade._record`). Entries expire after
+    `seconds` (the history cache's), and expired ones are swept, so an erased person's choices
+    do not linger in memory; bounded, cleared when full.
     """
 
-    def __init__(self, *, size: int = 100_000) -> None:
+    def __init__(self, *, seconds: float, size: int = 100_000) -> None:
+        self._seconds = seconds
         self._size = size
-        self._purposes: dict[UUID, frozenset[Purpose]] = {}
+        self._purposes: dict[UUID, tuple[float, frozenset[Purpose]]] = {}
+        self._sweep_due = time.monotonic() + seconds
+        self._lock = threading.Lock()
 
     def get(self, user_id: UUID) -> frozenset[Purpose] | None:
-        return self._purposes.get(user_id)
+        entry = self._purposes.get(user_id)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
 
     def put(self, user_id: UUID, purposes: frozenset[Purpose]) -> None:
-        if len(self._purposes) >= self._size and user_id not in self._purposes:
-            self._purposes.clear()
-        self._purposes[user_id] = purposes
+        if self._seconds <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._sweep_due:
+                for expired in [u for u, (expires, _) in self._purposes.items() if expires <= now]:
+                    del self._purposes[expired]
+                self._sweep_due = now + self._seconds
+            if len(self._purposes) >= self._size and user_id not in self._purposes:
+                self._purposes.clear()
+            self._purposes[user_id] = (now + self._seconds, purposes)
+
+    def forget(self, user_id: UUID) -> None:
+        with self._lock:
+            self._purposes.pop(user_id, None)
 
 
 class _GroupCommit:

@@ -7,10 +7,11 @@ stops syncing (the feed's server gets no further request).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -30,7 +31,7 @@ from tipwise.integrations import IntegrationsSettings, SyncReport, SyncStatus
 from tipwise.integrations.models import ConnectionRow, SignalRow
 from tipwise.kernel.clock import FakeClock
 from tipwise.privacy import RetentionSettings
-from tipwise.profile import CONSENT_WORDING_VERSION, Purpose
+from tipwise.profile import CONSENT_WORDING_VERSION, ConsentsPut, Purpose
 from tipwise.recommender.domain.features import CALENDAR_FEATURES, FEATURE_PURPOSES
 from tipwise.recommender.models import TipInstanceRow
 
@@ -288,6 +289,58 @@ class TestSyncing:
 
 
 class TestPurposeBinding:
+    @pytest.mark.parametrize("asked", ["sync", "async"])
+    @pytest.mark.parametrize("withdrawn", [Purpose.CALENDAR_SIGNALS, Purpose.PERSONALIZATION, Purpose.MODEL_TRAINING])
+    def test_a_withdrawal_committed_while_a_decision_is_planned_applies_to_that_decision(
+        self,
+        make_container: ContainerFactory,
+        database_url: str,
+        feed: CalendarFeed,
+        withdrawn: Purpose,
+        asked: str,
+    ) -> None:
+        withdraw: list[tuple[UUID, Purpose]] = []
+        built: list[Container] = []
+
+        def seed() -> int:
+            # Drawn after the plan read the consents and the calendar, before it is recorded.
+            while withdraw:
+                user_id, purpose = withdraw.pop()
+                built[0].profile.record_consents(
+                    user_id=user_id,
+                    decisions=ConsentsPut(wording_version=CONSENT_WORDING_VERSION, purposes={purpose: False}),
+                )
+            return 7
+
+        seeds: Callable[[], int] = seed
+        container = make_container(database_url, integrations_settings=LOCAL_FEEDS, seeds=seeds)
+        built.append(container)
+        with TestClient(create_app(container)) as client:
+            user, headers = _person(container)
+            assert client.post("/v1/integrations", headers=headers, json={"url": feed.url}).status_code == 201
+        container.worker.run_once()
+        before = container.recommender.next_tip(user_id=user)
+        assert before is not None
+        assert "busy_now" in _snapshot_features(container, str(before.tip_instance_id))
+
+        withdraw.append((user, withdrawn))
+        if asked == "sync":
+            decision = container.recommender.next_tip(user_id=user)
+        else:
+            decision = asyncio.run(container.recommender.next_tip_async(user_id=user))
+
+        assert not withdraw, "the withdrawal ran between the plan and its record"
+        assert decision is not None
+        with container.db.read() as session:
+            row = session.get(TipInstanceRow, decision.tip_instance_id)
+            assert row is not None
+            logged = set(row.context_snapshot["purposes"])
+        assert withdrawn.value not in logged
+        features = _snapshot_features(container, str(decision.tip_instance_id))
+        assert {n for n in features if FEATURE_PURPOSES[n] is withdrawn} == set()
+        if withdrawn is Purpose.CALENDAR_SIGNALS:
+            assert not features & set(CALENDAR_FEATURES)
+
     def test_after_a_withdrawal_no_calendar_feature_is_used_and_the_feed_is_no_longer_read(
         self, client: TestClient, container: Container, feed: CalendarFeed, clock: FakeClock
     ) -> None:
