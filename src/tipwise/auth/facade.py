@@ -262,10 +262,11 @@ class AuthFacade:
         if not hit:
             if not read:
                 return None
+            generation = self._cache.generation(claimed.session_id)
             live = self._read_live(claimed.session_id, now=now)
             if live is not None and now - live.last_used_at >= LAST_USED_RESOLUTION:
                 return None
-            self._cache.put(claimed.session_id, live, now=now)
+            self._cache.put(claimed.session_id, live, now=now, generation=generation)
         if live is None or live.principal.user_id != claimed.user_id:
             raise Unauthorized(SESSION_ENDED)
         return live.principal
@@ -284,11 +285,12 @@ class AuthFacade:
 
     def _look_up(self, session_id: UUID) -> Live | None:
         now = self._clock.now()
+        generation = self._cache.generation(session_id)
         live = self._read_live(session_id, now=now)
         if live is not None and now - live.last_used_at >= LAST_USED_RESOLUTION:
             with self._db.write() as session:
                 self._sessions.touch(session, session_id=session_id, now=now)
-        self._cache.put(session_id, live, now=now)
+        self._cache.put(session_id, live, now=now, generation=generation)
         return live
 
     # Managing sessions

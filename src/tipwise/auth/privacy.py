@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from tipwise.auth.models import IdentityRow, LoginFailureRow, RefreshTokenRow, SessionRow, UserRow
@@ -61,6 +61,14 @@ class AuthPersonalData:
             result = session.execute(statement)
             gone += int(getattr(result, "rowcount", 0) or 0)
         if self._cache is not None:
-            for session_id in session_ids:
-                self._cache.forget(session_id)
+            cache = self._cache
+
+            def forget(_: Session) -> None:
+                for session_id in session_ids:
+                    cache.forget(session_id)
+
+            # Now, and again once the erasure committed: a check that read a session before the
+            # commit must not keep it as live after it (see `SessionCache.put`).
+            forget(session)
+            event.listen(session, "after_commit", forget, once=True)
         return gone

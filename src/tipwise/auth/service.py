@@ -299,14 +299,23 @@ class SessionCache:
     """Remembers, for a bounded time, whether a session is live, so a request needs no query to check it.
 
     A revocation made through this process's facade drops the entry at once; one made by another
-    process is seen here at most `ttl` later. Bounded to `size` entries (least recently used go first).
+    process is seen here at most `ttl` later. A read of the database that began before a `forget`
+    must not cache what it read (it may predate the revocation's commit): take `generation` before
+    reading and pass it to `put`. Bounded to `size` entries (least recently used go first).
     """
 
     def __init__(self, *, ttl: timedelta, size: int = 10_000) -> None:
         self._ttl = ttl
         self._size = size
         self._entries: OrderedDict[UUID, tuple[datetime, Live | None]] = OrderedDict()
+        # Bumped by every forget; the epoch moves when the counts are cleared, so no read matches them.
+        self._forgotten: dict[UUID, int] = {}
+        self._epoch = 0
         self._lock = threading.Lock()
+
+    def generation(self, session_id: UUID) -> tuple[int, int]:
+        """Return the session's forget count: pass it to `put` with what was read after asking."""
+        return self._epoch, self._forgotten.get(session_id, 0)
 
     def get(self, session_id: UUID, *, now: datetime) -> tuple[bool, Live | None]:
         """Return (hit, live); on a hit, `live` is None for a session known to be over."""
@@ -321,13 +330,16 @@ class SessionCache:
             self._entries.move_to_end(session_id)
             return True, live
 
-    def put(self, session_id: UUID, live: Live | None, *, now: datetime) -> None:
+    def put(self, session_id: UUID, live: Live | None, *, now: datetime, generation: tuple[int, int]) -> None:
+        """Remember what was read of a session, unless it was forgotten while it was read."""
         if self._ttl <= timedelta(0):
             return
         until = now + self._ttl
         if live is not None:
             until = min(until, live.expires_at)
         with self._lock:
+            if (self._epoch, self._forgotten.get(session_id, 0)) != generation:
+                return  # revoked or erased meanwhile: the next check reads again
             self._entries[session_id] = (until, live)
             self._entries.move_to_end(session_id)
             while len(self._entries) > self._size:
@@ -336,6 +348,10 @@ class SessionCache:
     def forget(self, session_id: UUID) -> None:
         with self._lock:
             self._entries.pop(session_id, None)
+            if len(self._forgotten) >= self._size:
+                self._forgotten.clear()
+                self._epoch += 1
+            self._forgotten[session_id] = self._forgotten.get(session_id, 0) + 1
 
 
 class LoginThrottle:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tests.conftest import FAST_AUTH
 from tipwise.auth import AuthFacade, IssuedTokens, LoginMethod, Role
@@ -210,6 +211,47 @@ class TestCheckWithoutWriting:
 
 
 class TestRevocation:
+    def test_a_revocation_committed_while_a_check_reads_the_session_is_not_forgotten(
+        self, make_facade: FacadeFactory, migrated: Database
+    ) -> None:
+        auth = make_facade(session_check_cache_seconds=5)
+        issued = _signed_in(auth)
+        revoked: list[bool] = []
+
+        def revoke_after_the_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if not revoked and "auth_session" in statement:
+                revoked.append(True)
+                auth.revoke_session(user_id=issued.account_id, session_id=issued.session_id)
+
+        event.listen(migrated.read_engine, "after_cursor_execute", revoke_after_the_read)
+        try:
+            # This check read the session before the revocation committed: it may pass, but not be kept.
+            auth.cached_principal(token=issued.access_token, read=True)
+        finally:
+            event.remove(migrated.read_engine, "after_cursor_execute", revoke_after_the_read)
+        assert revoked
+
+        with pytest.raises(Unauthorized, match="session has ended"):
+            auth.cached_principal(token=issued.access_token, read=True)
+        with pytest.raises(Unauthorized, match="session has ended"):
+            auth.verify_token(token=issued.access_token)
+
+    def test_a_check_during_an_erasure_does_not_keep_the_session_after_it_commits(
+        self, make_facade: FacadeFactory, migrated: Database
+    ) -> None:
+        auth = make_facade(session_check_cache_seconds=5)
+        issued = _signed_in(auth)
+
+        with migrated.write() as session:
+            auth.personal_data().erase(session, issued.account_id)
+            # Not committed yet: the session still reads as live, and this check may pass.
+            assert auth.cached_principal(token=issued.access_token, read=True) is not None
+
+        with pytest.raises(Unauthorized, match="session has ended"):
+            auth.cached_principal(token=issued.access_token, read=True)
+        with pytest.raises(Unauthorized, match="session has ended"):
+            auth.verify_token(token=issued.access_token)
+
     def test_revoking_a_session_stops_its_tokens_at_once(self, auth: AuthFacade) -> None:
         phone = _signed_in(auth)
         laptop = auth.login(email="ada@example.org", password=PASSWORD)
