@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -116,6 +116,49 @@ def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> 
 def read_log(session: Session, *, after: int, limit: int) -> list[tuple[int, Event]]:
     query = select(_LOG).where(_LOG.c.position > after).order_by(_LOG.c.position).limit(limit)
     return [(row.position, _to_event(row)) for row in session.execute(query)]
+
+
+# The last position of the next `limit` log entries after `after`: the window a consumer's batch covers.
+_WINDOW = (
+    select(_LOG.c.position)
+    .where(_LOG.c.position > bindparam("after"))
+    .order_by(_LOG.c.position)
+    .limit(bindparam("limit"))
+    .subquery()
+)
+_WINDOW_END = select(func.max(_WINDOW.c.position))
+# The envelope columns a consumer reads (not `appended_at`).
+_ENVELOPE = (
+    _LOG.c.position,
+    _LOG.c.event_id,
+    _LOG.c.type,
+    _LOG.c.subject,
+    _LOG.c.time,
+    _LOG.c.schema_version,
+    _LOG.c.payload,
+    _LOG.c.trace_id,
+    _LOG.c.encrypted,
+)
+
+
+def read_log_of_types(
+    session: Session, *, after: int, limit: int, types: Collection[str]
+) -> tuple[int | None, list[Event]]:
+    """Return the end of the window of the next `limit` log entries after `after`, and its events of `types`.
+
+    The window is the one `read_log` reads, but only the events a consumer wants are loaded and
+    built: a consumer of a few types skips the rest of the log without decoding it. The end is
+    None when nothing follows `after`.
+    """
+    end = session.scalar(_WINDOW_END, {"after": after, "limit": limit})
+    if end is None:
+        return None, []
+    query = (
+        select(*_ENVELOPE)
+        .where(_LOG.c.position > after, _LOG.c.position <= end, _LOG.c.type.in_(sorted(types)))
+        .order_by(_LOG.c.position)
+    )
+    return end, [_to_event(cast("Row[Any]", row)) for row in session.execute(query)]
 
 
 def head_position(session: Session) -> int:

@@ -85,3 +85,29 @@ class TestEmbeddedBus:
         assert logged == published
         assert logged.to_envelope() == published.to_envelope()
         assert events.Event.from_envelope(logged.to_envelope()).trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    def test_a_consumer_gets_only_its_types_and_moves_past_the_others_window_by_window(
+        self, bus: events.EmbeddedBus, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer()
+        bus.subscribe(consumer)
+        _publish(migrated, clock, "a")
+        with migrated.write() as session:
+            for _ in range(3):
+                # Not the consumer's type: read past, never handed over.
+                events.publish(
+                    session,
+                    events.Event.create(
+                        type=events.TIP_DELIVERED, subject="user-1", time=clock.now(), data={"channel": "email"}
+                    ),
+                )
+        _publish(migrated, clock, "b")
+        bus.relay()
+
+        assert bus.dispatch() == 2
+        assert consumer.seen == ["a", "b"]
+        # Windows of two log entries (the batch size): a; then two others; then the last other and b.
+        assert consumer.committed_batches == 3
+        assert bus.lag("recorder").events == 0
+        assert bus.position("recorder") == 5
+        assert bus.dispatch() == 0
