@@ -111,3 +111,29 @@ class TestEmbeddedBus:
         assert bus.lag("recorder").events == 0
         assert bus.position("recorder") == 5
         assert bus.dispatch() == 0
+
+
+class TestClaim:
+    def test_each_event_id_is_claimed_once_and_stored_as_any_row_is(self, migrated: Database, clock: FakeClock) -> None:
+        from sqlalchemy import select
+
+        from tipwise.events import repository
+        from tipwise.events.models import TrackingRow
+        from tipwise.kernel.ids import new_id
+
+        first, second, third = new_id(), new_id(), new_id()
+        with migrated.write() as session:
+            # An id twice in one batch is claimed once.
+            assert repository.claim(session, consumer="c", event_ids=[first, second, first], at=clock.now()) == {
+                first,
+                second,
+            }
+        with migrated.write() as session:
+            assert repository.claim(session, consumer="c", event_ids=[second, third], at=clock.now()) == {third}
+            # Another consumer's claims are its own.
+            assert repository.claim(session, consumer="d", event_ids=[first], at=clock.now()) == {first}
+        with migrated.read() as session:
+            rows = session.execute(select(TrackingRow.consumer, TrackingRow.event_id, TrackingRow.applied_at)).all()
+        now = clock.now()
+        expected = [("c", str(first), now), ("c", str(second), now), ("c", str(third), now), ("d", str(first), now)]
+        assert sorted((consumer, str(event_id), at) for consumer, event_id, at in rows) == sorted(expected)
