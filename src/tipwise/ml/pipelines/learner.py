@@ -39,6 +39,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from uuid import UUID
 
 import numpy as np
@@ -173,14 +174,24 @@ class TrainingRange:
 LearnedMessage = events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
 
 
+# The payload message of each event type the learner learns from.
+_LEARNED_MESSAGES = {kind: events.payload_type(kind) for kind in LEARNED_EVENT_TYPES}
+
+
 def decode(batch: Iterable[events.Event]) -> list[tuple[events.Event, LearnedMessage]]:
-    """Return each learned event with its payload, decoded once for the whole join."""
+    """Return each learned event with its payload, decoded once for the whole join.
+
+    The payload class is looked up once per type here rather than through `Event.message`,
+    which checks the type against every known one for each event.
+    """
     decoded = []
     for event in batch:
-        message = event.message()
-        if not isinstance(message, LearnedMessage):
+        kind = _LEARNED_MESSAGES.get(event.type)
+        if kind is None:
             raise TypeError(f"the learner does not learn from {event.type!r} events")
-        decoded.append((event, message))
+        if event.encrypted:
+            raise ValueError(f"event {event.id} is sealed with its subject's data key; the bus opens it")
+        decoded.append((event, cast(LearnedMessage, kind.FromString(event.payload))))
     return decoded
 
 
