@@ -101,7 +101,7 @@ class EventBus(Protocol):
 class EmbeddedBus:
     """The default bus: the durable log lives in the application database."""
 
-    def __init__(self, *, db: Database, clock: Clock, batch_size: int = 500, metrics: Metrics | None = None) -> None:
+    def __init__(self, *, db: Database, clock: Clock, batch_size: int = 2000, metrics: Metrics | None = None) -> None:
         self._db = db
         self._clock = clock
         self._metrics = metrics
@@ -137,17 +137,15 @@ class EmbeddedBus:
             try:
                 with self._db.write() as session:
                     position = repository.consumer_position(session, consumer.name)
-                    batch = repository.read_log(session, after=position, limit=self._batch_size)
-                    if not batch:
-                        return applied
-                    wanted = open_batch(
-                        session,
-                        [event for _, event in batch if event.type in consumer.event_types],
-                        metrics=self._metrics,
-                        reader=consumer.name,
+                    # The next `batch_size` entries of the log; only the consumer's types are loaded.
+                    end, batch = repository.read_log_of_types(
+                        session, after=position, limit=self._batch_size, types=consumer.event_types
                     )
+                    if end is None:
+                        return applied
+                    wanted = open_batch(session, batch, metrics=self._metrics, reader=consumer.name)
                     fresh = apply_exactly_once(session, consumer, wanted, at=self._clock.now())
-                    repository.set_consumer_position(session, consumer.name, batch[-1][0])
+                    repository.set_consumer_position(session, consumer.name, end)
             except BaseException:
                 consumer.aborted()
                 raise

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import BigInteger, Row, String, Table, Uuid, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from tipwise.events.contracts import Event
 from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
@@ -41,8 +43,6 @@ _MARK_PUBLISHED_POSTGRES = (
     .where(_OUTBOX.c.seq == any_(bindparam("seqs", type_=postgresql.ARRAY(BigInteger()))))
     .values(published_at=bindparam("at", type_=_OUTBOX.c.published_at.type))
 )
-# SQLite has no arrays: SQLAlchemy sends the rows as multi-row VALUES ("insertmanyvalues").
-_CLAIM_SQLITE = sqlite.insert(_TRACKING).on_conflict_do_nothing().returning(_TRACKING.c.event_id)
 
 
 def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
@@ -118,6 +118,49 @@ def read_log(session: Session, *, after: int, limit: int) -> list[tuple[int, Eve
     return [(row.position, _to_event(row)) for row in session.execute(query)]
 
 
+# The last position of the next `limit` log entries after `after`: the window a consumer's batch covers.
+_WINDOW = (
+    select(_LOG.c.position)
+    .where(_LOG.c.position > bindparam("after"))
+    .order_by(_LOG.c.position)
+    .limit(bindparam("limit"))
+    .subquery()
+)
+_WINDOW_END = select(func.max(_WINDOW.c.position))
+# The envelope columns a consumer reads (not `appended_at`).
+_ENVELOPE = (
+    _LOG.c.position,
+    _LOG.c.event_id,
+    _LOG.c.type,
+    _LOG.c.subject,
+    _LOG.c.time,
+    _LOG.c.schema_version,
+    _LOG.c.payload,
+    _LOG.c.trace_id,
+    _LOG.c.encrypted,
+)
+
+
+def read_log_of_types(
+    session: Session, *, after: int, limit: int, types: Collection[str]
+) -> tuple[int | None, list[Event]]:
+    """Return the end of the window of the next `limit` log entries after `after`, and its events of `types`.
+
+    The window is the one `read_log` reads, but only the events a consumer wants are loaded and
+    built: a consumer of a few types skips the rest of the log without decoding it. The end is
+    None when nothing follows `after`.
+    """
+    end = session.scalar(_WINDOW_END, {"after": after, "limit": limit})
+    if end is None:
+        return None, []
+    query = (
+        select(*_ENVELOPE)
+        .where(_LOG.c.position > after, _LOG.c.position <= end, _LOG.c.type.in_(sorted(types)))
+        .order_by(_LOG.c.position)
+    )
+    return end, [_to_event(cast("Row[Any]", row)) for row in session.execute(query)]
+
+
 def head_position(session: Session) -> int:
     return session.scalar(select(func.coalesce(func.max(LogRow.position), 0))) or 0
 
@@ -149,13 +192,63 @@ def claim(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: dat
     """
     if not event_ids:
         return set()
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
         result = session.execute(_CLAIM_POSTGRES, {"consumer": consumer, "event_ids": list(event_ids), "at": at})
-    else:
-        result = session.execute(
-            _CLAIM_SQLITE, [{"consumer": consumer, "event_id": e, "applied_at": at} for e in event_ids]
+        return set(result.scalars())
+    return _claim_sqlite(session, dialect, consumer=consumer, event_ids=event_ids, at=at)
+
+
+def _claim_sqlite(
+    session: Session, dialect: Dialect, *, consumer: str, event_ids: Sequence[UUID], at: datetime
+) -> set[UUID]:
+    """`claim` on SQLite: look up the ids applied before, then insert the others with one executemany.
+
+    A write transaction on SQLite holds the database's write lock from its start (`BEGIN
+    IMMEDIATE`, see `tipwise.kernel.db`), so nothing can claim an id between the look-up and the
+    insert. The rows go to the driver's executemany with their values converted once by the
+    columns' own bind processors (the same stored form as any other insert): SQLAlchemy's
+    per-row parameter handling cost more than the insert itself for a batch of thousands.
+    """
+    to_id = _bind_processor(_TRACKING.c.event_id.type, dialect)
+    wanted: dict[str, UUID] = {}
+    for event_id in event_ids:
+        wanted.setdefault(to_id(event_id), event_id)
+    ids = list(wanted.values())
+    # In chunks: SQLite caps the parameters of one statement.
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        known = session.execute(
+            select(_TRACKING.c.event_id).where(
+                _TRACKING.c.consumer == consumer, _TRACKING.c.event_id.in_(ids[start : start + _LOOKUP_CHUNK])
+            )
+        ).scalars()
+        for event_id in known:
+            wanted.pop(to_id(event_id), None)
+    if wanted:
+        applied_at = _bind_processor(_TRACKING.c.applied_at.type, dialect)(at)
+        session.connection().exec_driver_sql(
+            _INSERT_TRACKING_SQLITE, [(consumer, stored, applied_at) for stored in wanted]
         )
-    return set(result.scalars())
+    return set(wanted.values())
+
+
+# The SQL of a plain insert of the three columns, as SQLAlchemy writes it for SQLite (qmark parameters, in this order).
+_INSERT_TRACKING_SQLITE = str(
+    insert(_TRACKING)
+    .values(consumer=bindparam("consumer"), event_id=bindparam("event_id"), applied_at=bindparam("applied_at"))
+    .compile(dialect=sqlite.dialect())
+)
+_LOOKUP_CHUNK = 10_000
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    """Return the function that turns a value into what the driver receives for a column of `type_`."""
+    processor = type_.bind_processor(dialect)
+    return processor if processor is not None else _same
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:

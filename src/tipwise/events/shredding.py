@@ -19,7 +19,6 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
@@ -165,7 +164,18 @@ def reveal(session: Session, batch: Sequence[Event]) -> tuple[list[Event], int]:
         except InvalidTag:
             skipped += 1
             continue
-        opened.append(replace(event, payload=payload, encrypted=False))
+        # The constructor, not dataclasses.replace: several times cheaper, and this runs per event.
+        opened.append(
+            Event(
+                id=event.id,
+                type=event.type,
+                subject=event.subject,
+                time=event.time,
+                schema_version=event.schema_version,
+                payload=payload,
+                trace_id=event.trace_id,
+            )
+        )
     return opened, skipped
 
 

@@ -88,6 +88,58 @@ class TestEmbeddedBus:
         assert logged.to_envelope() == published.to_envelope()
         assert events.Event.from_envelope(logged.to_envelope()).trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
 
+    def test_a_consumer_gets_only_its_types_and_moves_past_the_others_window_by_window(
+        self, bus: events.EmbeddedBus, migrated: Database, clock: FakeClock
+    ) -> None:
+        consumer = RecordingConsumer()
+        bus.subscribe(consumer)
+        _publish(migrated, clock, "a")
+        with migrated.write() as session:
+            for _ in range(3):
+                # Not the consumer's type: read past, never handed over.
+                events.publish(
+                    session,
+                    events.Event.create(
+                        type=events.TIP_DELIVERED, subject="user-1", time=clock.now(), data={"channel": "email"}
+                    ),
+                )
+        _publish(migrated, clock, "b")
+        bus.relay()
+
+        assert bus.dispatch() == 2
+        assert consumer.seen == ["a", "b"]
+        # Windows of two log entries (the batch size): a; then two others; then the last other and b.
+        assert consumer.committed_batches == 3
+        assert bus.lag("recorder").events == 0
+        assert bus.position("recorder") == 5
+        assert bus.dispatch() == 0
+
+
+class TestClaim:
+    def test_each_event_id_is_claimed_once_and_stored_as_any_row_is(self, migrated: Database, clock: FakeClock) -> None:
+        from sqlalchemy import select
+
+        from tipwise.events import repository
+        from tipwise.events.models import TrackingRow
+        from tipwise.kernel.ids import new_id
+
+        first, second, third = new_id(), new_id(), new_id()
+        with migrated.write() as session:
+            # An id twice in one batch is claimed once.
+            assert repository.claim(session, consumer="c", event_ids=[first, second, first], at=clock.now()) == {
+                first,
+                second,
+            }
+        with migrated.write() as session:
+            assert repository.claim(session, consumer="c", event_ids=[second, third], at=clock.now()) == {third}
+            # Another consumer's claims are its own.
+            assert repository.claim(session, consumer="d", event_ids=[first], at=clock.now()) == {first}
+        with migrated.read() as session:
+            rows = session.execute(select(TrackingRow.consumer, TrackingRow.event_id, TrackingRow.applied_at)).all()
+        now = clock.now()
+        expected = [("c", str(first), now), ("c", str(second), now), ("c", str(third), now), ("d", str(first), now)]
+        assert sorted((consumer, str(event_id), at) for consumer, event_id, at in rows) == sorted(expected)
+
 
 class TestRelay:
     def test_a_relay_moves_every_committed_event_full_batches_and_the_rest(

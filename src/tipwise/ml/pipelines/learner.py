@@ -36,12 +36,14 @@ import io
 import itertools
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import cast
 from uuid import UUID
 
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from tipwise import events
 from tipwise.kernel.clock import Clock
@@ -62,7 +64,7 @@ from tipwise.ml.serving import (
     build_policy,
     state_is_converted,
 )
-from tipwise.recommender import FeedbackReaction, TipDecided
+from tipwise.recommender import Reaction
 
 log = get_logger(__name__)
 
@@ -72,16 +74,34 @@ LEARNED_EVENT_TYPES = frozenset({events.TIP_DECIDED, events.FEEDBACK_REACTION, e
 History = Callable[[WriteSession], Iterable[events.Event]]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pending:
-    """A decision waiting for its reward."""
+    """A decision waiting for its reward.
+
+    `decided_at` and `user_id` are only needed when the decision is stored to wait beyond its
+    batch; a decision decoded from the log keeps its message and subject, and reads them from
+    there only then (most decisions are rewarded within the batch that decided them).
+    """
 
     tip_instance_id: UUID
-    decided_at: datetime
     shared: dict[str, float]
     action: dict[str, float]
     propensity: float
-    user_id: UUID | None = None
+    stored_decided_at: datetime | None = None
+    message: events.messages.TipDecided | None = None
+    subject: str = ""
+
+    @property
+    def decided_at(self) -> datetime:
+        if self.message is not None:
+            return events.from_timestamp(self.message.decided_at)
+        if self.stored_decided_at is None:  # pragma: no cover - every Pending has one or the other
+            raise ValueError("a pending decision without its decision time")
+        return self.stored_decided_at
+
+    @property
+    def user_id(self) -> UUID | None:
+        return _person(self.subject) if self.subject else None
 
 
 @dataclass(kw_only=True)
@@ -93,13 +113,49 @@ class Outcome:
     timeouts: int = 0
     late: int = 0
     withheld: int = 0
-    last_reaction_at: datetime | None = None
-    # The training range of the examples: the times of their first and last reward.
-    trained: TrainingRange | None = None
+    # The times of the first and last reward and of the last reaction, in microseconds since the
+    # epoch: integers compare and convert exactly, and no datetime is made per event.
+    first_micros: int | None = None
+    last_micros: int | None = None
+    last_reaction_micros: int | None = None
 
-    def rewarded(self, example: LoggedReward, at: datetime) -> None:
+    def rewarded(self, example: LoggedReward, micros: int) -> None:
         self.examples.append(example)
-        self.trained = TrainingRange(start=at, end=at).union(self.trained)
+        if self.first_micros is None or self.last_micros is None:
+            self.first_micros = self.last_micros = micros
+        elif micros < self.first_micros:
+            self.first_micros = micros
+        elif micros > self.last_micros:
+            self.last_micros = micros
+
+    @property
+    def last_reaction_at(self) -> datetime | None:
+        return None if self.last_reaction_micros is None else _from_micros(self.last_reaction_micros)
+
+    @property
+    def trained(self) -> TrainingRange | None:
+        """The training range of the examples: the times of their first and last reward."""
+        if self.first_micros is None or self.last_micros is None:
+            return None
+        return TrainingRange(start=_from_micros(self.first_micros), end=_from_micros(self.last_micros))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _from_micros(micros: int) -> datetime:
+    # Exactly `events.from_timestamp` of the same instant: integer microseconds on the UTC epoch.
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _stamp_micros(stamp: Timestamp) -> int:
+    """Return a payload's Timestamp in microseconds since the epoch (to the microsecond, as `from_timestamp`)."""
+    return stamp.seconds * 1_000_000 + stamp.nanos // 1000
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,15 +174,42 @@ class TrainingRange:
 LearnedMessage = events.messages.TipDecided | events.messages.FeedbackReaction | events.messages.RewardDefaulted
 
 
+# The payload message of each event type the learner learns from.
+_LEARNED_MESSAGES = {kind: events.payload_type(kind) for kind in LEARNED_EVENT_TYPES}
+
+
 def decode(batch: Iterable[events.Event]) -> list[tuple[events.Event, LearnedMessage]]:
-    """Return each learned event with its payload, decoded once for the whole join."""
+    """Return each learned event with its payload, decoded once for the whole join.
+
+    The payload class is looked up once per type here rather than through `Event.message`,
+    which checks the type against every known one for each event.
+    """
     decoded = []
     for event in batch:
-        message = event.message()
-        if not isinstance(message, LearnedMessage):
+        kind = _LEARNED_MESSAGES.get(event.type)
+        if kind is None:
             raise TypeError(f"the learner does not learn from {event.type!r} events")
-        decoded.append((event, message))
+        if event.encrypted:
+            raise ValueError(f"event {event.id} is sealed with its subject's data key; the bus opens it")
+        decoded.append((event, cast(LearnedMessage, kind.FromString(event.payload))))
     return decoded
+
+
+# The reaction of each `Reaction` enum number of feedback.reaction (as FeedbackReaction.from_message reads it).
+_REACTION_OF_NUMBER = {events.messages.Reaction.Value(f"REACTION_{reaction.name}"): reaction for reaction in Reaction}
+
+
+class TipInstanceIds:
+    """Parses the tip instance ids of payloads, each distinct text once (a decision and its reaction share one)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, UUID] = {}
+
+    def __call__(self, text: str) -> UUID:
+        found = self._ids.get(text)
+        if found is None:
+            found = self._ids[text] = UUID(text)
+        return found
 
 
 def join(
@@ -135,43 +218,64 @@ def join(
     rewards: RewardMap,
     remember: Callable[[Pending], None],
     take: Callable[[UUID], Pending | None],
+    ids: TipInstanceIds | None = None,
 ) -> Outcome:
-    """Turn decoded events into learning examples, in log order; `remember`/`take` keep the pending decisions."""
+    """Turn decoded events into learning examples, in log order; `remember`/`take` keep the pending decisions.
+
+    It reads the payload messages directly (what `TipDecided.from_message` and
+    `FeedbackReaction.from_message` would give, field by field), without building those DTOs:
+    this loop runs for every event the learner learns from.
+    """
     outcome = Outcome()
+    parse = ids or TipInstanceIds()
+    reward_of = {number: rewards.reward(reaction.value) for number, reaction in _REACTION_OF_NUMBER.items()}
+    default = rewards.default
     for event, message in batch:
         if isinstance(message, events.messages.TipDecided):
-            decided = TipDecided.from_message(message)
-            if not decided.learnable:
+            # Absent consent fields read as granted (events logged before they existed).
+            learnable = (not message.HasField("personalized") or message.personalized) and (
+                not message.HasField("model_training") or message.model_training
+            )
+            if not learnable:
                 outcome.withheld += 1
                 continue
             remember(
                 Pending(
-                    tip_instance_id=decided.tip_instance_id,
-                    decided_at=decided.decided_at,
-                    shared=decided.shared,
-                    action=decided.action,
-                    propensity=decided.propensity,
-                    user_id=_person(event.subject),
+                    tip_instance_id=parse(message.tip_instance_id),
+                    shared=_features(message.shared),
+                    action=_features(message.action),
+                    propensity=message.propensity,
+                    message=message,
+                    subject=event.subject,
                 )
             )
         elif isinstance(message, events.messages.FeedbackReaction):
-            reaction = FeedbackReaction.from_message(message)
-            pending = take(reaction.tip_instance_id)
-            if not reaction.learnable:
+            reward = reward_of.get(message.reaction)
+            if reward is None:
+                raise ValueError(f"feedback.reaction carries no known reaction (enum value {message.reaction})")
+            pending = take(parse(message.tip_instance_id))
+            if message.HasField("learnable") and not message.learnable:
                 outcome.withheld += pending is not None
                 continue
             if pending is None:
                 outcome.late += 1
                 continue
-            outcome.rewarded(_example(pending, rewards.reward(reaction.reaction.value)), reaction.reacted_at)
+            at = _stamp_micros(message.reacted_at)
+            outcome.rewarded(_example(pending, reward), at)
             outcome.reactions += 1
-            outcome.last_reaction_at = reaction.reacted_at
+            outcome.last_reaction_micros = at
         else:
-            pending = take(UUID(message.tip_instance_id))
+            pending = take(parse(message.tip_instance_id))
             if pending is not None:  # else a reaction came first, or a duplicate verdict
-                outcome.rewarded(_example(pending, rewards.default), event.time)
+                outcome.rewarded(_example(pending, default), _micros(event.time))
                 outcome.timeouts += 1
     return outcome
+
+
+def _features(features: Mapping[str, float]) -> dict[str, float]:
+    # In key order, as `TipDecided.from_message` reads them: learning sums features in this order.
+    # (Iterating the keys of a Protobuf map is much faster than its items().)
+    return {name: features[name] for name in sorted(features)}
 
 
 def _person(subject: str) -> UUID | None:
@@ -310,11 +414,12 @@ class Learner:
         # rewarded within the batch never touch the table; the rest is written in bulk.
         decoded = decode(batch)
         # Parsed once per decision: its tip.decided and its reaction often share a batch.
-        referenced = {UUID(text) for text in {message.tip_instance_id for _, message in decoded}}
+        ids = TipInstanceIds()
+        referenced = {ids(text) for text in {message.tip_instance_id for _, message in decoded}}
         stored = {
             key: Pending(
                 tip_instance_id=row.tip_instance_id,
-                decided_at=row.decided_at,
+                stored_decided_at=row.decided_at,
                 shared=row.shared,
                 action=row.action,
                 propensity=row.propensity,
@@ -336,7 +441,7 @@ class Learner:
                     taken.append(tip_instance_id)
             return found
 
-        outcome = join(decoded, rewards=self._rewards, remember=remember, take=take)
+        outcome = join(decoded, rewards=self._rewards, remember=remember, take=take, ids=ids)
         repository.remove_pending(session, taken)
         repository.add_pending(
             session,

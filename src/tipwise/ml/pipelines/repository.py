@@ -8,7 +8,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from sqlalchemy import Row, Table, Uuid, any_, bindparam, delete, insert, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
@@ -60,5 +60,20 @@ def models(session: Session) -> dict[str, ModelRow]:
     return {row.name: row for row in session.scalars(select(ModelRow))}
 
 
+_MODEL = cast(Table, ModelRow.__table__)
+_MODEL_COLUMNS = tuple(column.name for column in _MODEL.columns)
+
+
 def save_model(session: Session, row: ModelRow) -> None:
-    session.merge(row)
+    """Insert or replace the stored state of `row.name`, in one Core statement.
+
+    Not `session.merge`: that loads the ORM row first, then flushes an UPDATE, and the learner
+    saves every model after every batch it learns.
+    """
+    values = {name: getattr(row, name) for name in _MODEL_COLUMNS}
+    statement = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_MODEL)
+    session.execute(
+        statement.values(values).on_conflict_do_update(
+            index_elements=[_MODEL.c.name], set_={name: values[name] for name in _MODEL_COLUMNS if name != "name"}
+        )
+    )
