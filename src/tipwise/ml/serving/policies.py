@@ -290,7 +290,10 @@ class UniformPolicy:
         k = len(candidates)
         probabilities = np.full(k, 1.0 / k)
         return Decision(
-            index=sample_index(probabilities, rng), probabilities=tuple(probabilities), confidence=0.0, explored=True
+            index=sample_index(probabilities, rng),
+            probabilities=tuple(probabilities.tolist()),  # Python floats, as the linear policies give
+            confidence=0.0,
+            explored=True,
         )
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
