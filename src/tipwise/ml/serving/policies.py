@@ -26,6 +26,7 @@ knob) were chosen once, for every stream, from a small grid on
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -289,7 +290,10 @@ class UniformPolicy:
         k = len(candidates)
         probabilities = np.full(k, 1.0 / k)
         return Decision(
-            index=sample_index(probabilities, rng), probabilities=tuple(probabilities), confidence=0.0, explored=True
+            index=sample_index(probabilities, rng),
+            probabilities=tuple(probabilities.tolist()),  # Python floats, as the linear policies give
+            confidence=0.0,
+            explored=True,
         )
 
     def learn(self, batch: Sequence[LoggedReward]) -> None:
@@ -1087,6 +1091,10 @@ class RidgeReadout:
         self._border_inv = border_inv
         self._theta_blocks = theta_blocks
         self._by_columns: dict[bytes, tuple[Vector, Matrix, Matrix, Matrix]] = {}
+        # The last decision's [Q | w] (read-only), by the identity of its rows: a shadow whose model
+        # state equals the live one's shares this readout (`share_readout`) and reads it again.
+        self._scored: tuple[DecisionRows, Matrix] | None = None
+        self._digest: bytes | None = None
 
     @staticmethod
     def of(model: FactoredRidge) -> RidgeReadout:
@@ -1142,8 +1150,39 @@ class RidgeReadout:
         The optimistic policies score through it. Linear Thompson sampling
         reads `form`, whose bits it keeps: its eigendecomposition of the
         candidates' covariance turns a change in the last bit into other draws.
+        The result of the last rows is kept (read-only): asked again for the
+        same rows, it is returned as it was computed.
         """
+        scored = self._scored
+        if scored is not None and scored[0] is rows:
+            return scored[1]
+        q = self._scoring(rows)
+        q.flags.writeable = False
+        self._scored = (rows, q)
+        return q
+
+    def _scoring(self, rows: DecisionRows) -> Matrix:
         raise NotImplementedError
+
+    def sources(self) -> tuple[Vector | Matrix, ...]:
+        """Return every array this readout's answers are computed from (with its dimensions, all it reads)."""
+        raise NotImplementedError
+
+    def digest(self) -> bytes:
+        """Return a BLAKE2b digest of the kind, dimensions and exact bytes of `sources`.
+
+        Two readouts with the same digest read bit-identical arrays, so they
+        give bit-identical answers: `share_readout` serves both from one.
+        Computed once (a readout is only shared between published models,
+        whose arrays never change).
+        """
+        if self._digest is None:
+            h = hashlib.blake2b(type(self).__name__.encode(), digest_size=32)
+            for array in self.sources():
+                h.update(repr((array.dtype.str, array.shape)).encode())
+                h.update(np.ascontiguousarray(array).tobytes())
+            self._digest = h.digest()
+        return self._digest
 
 
 # Column sets a readout keeps its border blocks for (a recommender's candidates use one or a few).
@@ -1165,11 +1204,14 @@ class _FactoredReadout(RidgeReadout):
         self._e = model._e.reshape(db, c, ds)
         self._block_inv = model._block_inv.reshape(c * ds, ds)
 
+    def sources(self) -> tuple[Vector | Matrix, ...]:
+        return (self._theta_border, self._schur_inv, self._theta_blocks, self._e, self._block_inv)
+
     def form(self, rows: DecisionRows) -> Matrix:
         q: Matrix = self.scoring(rows)[:, :-1]  # the same bits as [Q | w]: only the column of w is left out
         return q
 
-    def scoring(self, rows: DecisionRows) -> Matrix:
+    def _scoring(self, rows: DecisionRows) -> Matrix:
         s, columns, c = rows.shared, rows.columns, self.blocks
         _, _, template, _ = self._columns(columns)
         m = columns.size
@@ -1212,7 +1254,12 @@ class _DenseReadout(RidgeReadout):
         self._folded += model.a_inv.take(folding.lower)
         self._folded[:, folding.diagonal] *= 0.5
         self._a_inv, self._border = model.a_inv, border
+        self._theta = model.theta
         self._crossed: Matrix | None = None
+
+    def sources(self) -> tuple[Vector | Matrix, ...]:
+        # theta and A^-1 (with the border width and block shape) are all the other arrays are made of.
+        return (self._theta, self._a_inv, self._theta_blocks)
 
     def _column_part(self, columns: Indices) -> Matrix:
         # The couplings of the used columns with theta's crossed blocks as one more row: one product with s.
@@ -1235,7 +1282,7 @@ class _DenseReadout(RidgeReadout):
         q[m:, m:] = s @ t[self._border :].reshape(c, s.size, c)
         return q
 
-    def scoring(self, rows: DecisionRows) -> Matrix:
+    def _scoring(self, rows: DecisionRows) -> Matrix:
         s, columns, c = rows.shared, rows.columns, self.blocks
         _, _, template, coupling = self._columns(columns)
         m = columns.size
@@ -1489,6 +1536,30 @@ def build_policy(spec: PolicySpec, *, features: FeatureSpec) -> Policy:
             from tipwise.ml.serving.vw import VWPolicy
 
             return VWPolicy(spec, features=features)
+
+
+def share_readout(model: Policy, published: Iterable[Policy]) -> None:
+    """Let `model` read through the readout of a published model whose state gives a bit-identical one.
+
+    For `PolicyRegistry.publish`: the live policy and a shadow that learn the
+    same examples with the same ridge and layout (LinUCB and epsilon-greedy
+    by default) usually hold equal states, and sharing the readout lets the
+    shadow reuse the live pick's [Q | w] for its confidence instead of
+    forming it again. Never assumed: the readouts' digests cover the exact
+    bytes of every array they read, so the shared readout answers bit for bit
+    as `model`'s own would. Only for published models: they are never
+    mutated again, so neither are the arrays a shared readout reads.
+    """
+    if not isinstance(model, _LinearPolicy):
+        return
+    own = model.readout()
+    for other in published:
+        if other is model or not isinstance(other, _LinearPolicy):
+            continue
+        theirs = other.readout()
+        if theirs is not own and theirs.digest() == own.digest():
+            model._readout = (model._state, theirs)
+            return
 
 
 def state_is_converted(policy: Policy) -> bool:

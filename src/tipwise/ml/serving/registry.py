@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from tipwise.ml.serving.features import FeatureSpec
-from tipwise.ml.serving.policies import Decision, Features, Policy, PolicySpec, build_policy
+from tipwise.ml.serving.policies import Decision, Features, Policy, PolicySpec, build_policy, share_readout
 
 
 def policy_version(spec: PolicySpec) -> str:
@@ -117,6 +117,8 @@ class PolicyRegistry:
         self._published = {
             name: _Published(build_policy(spec, features=features), None) for name, spec in specs.items()
         }
+        for entry in self._published.values():
+            share_readout(entry.model, (other.model for other in self._published.values() if other is not entry))
         self._unused: _Published | None = None
         self._on_first_use = on_first_use
         self._lock = threading.Lock()
@@ -134,6 +136,8 @@ class PolicyRegistry:
     def publish(self, name: str, model: Policy, *, learned_until: datetime | None = None) -> None:
         """Swap in a new model for `name`; the caller must not mutate it afterwards."""
         entry = _Published(model, learned_until)
+        # Before it is visible: a pick must find the model as it will stay.
+        share_readout(model, (published.model for other, published in self._published.items() if other != name))
         with self._lock:
             self._published = {**self._published, name: entry}
             if name == self.live and learned_until is not None:

@@ -178,6 +178,12 @@ class TestUniformPolicy:
 
             assert decision.probabilities == pytest.approx((1 / 3, 1 / 3, 1 / 3))
 
+    def test_probabilities_are_plain_floats_of_exactly_one_over_k(self) -> None:
+        decision = pick(UniformPolicy(), 3, candidates=[{"a0": 1.0}] * 7)
+
+        assert decision.probabilities == (1 / 7,) * 7
+        assert all(type(p) is float for p in decision.probabilities)
+
     def test_confidence_is_zero_and_every_pick_explores(self) -> None:
         decision = pick(UniformPolicy(), 3)
 

@@ -16,8 +16,10 @@ from tipwise.ml.serving import (
     PolicyRegistry,
     PolicySpec,
     UniformSpec,
+    build_policy,
     copy_policy,
 )
+from tipwise.ml.serving.policies import Decision
 from tipwise.ml.serving.registry import policy_rng
 
 SPEC = FeatureSpec(name="test/v1", shared=("bias",), action=("a0", "a1", "a2"), action_cross=("a0", "a1", "a2"))
@@ -133,3 +135,110 @@ class TestPolicyRng:
         draws = np.array([policy_rng(seed, 0).random() for seed in range(4000)])
         assert abs(draws.mean() - 0.5) < 0.02
         assert np.histogram(draws, bins=10, range=(0, 1))[0].min() > 330
+
+
+# Hashed, normalized and crossed like the recommender's spec: the readout is factored.
+WIDE = FeatureSpec(
+    name="test/wide",
+    shared=("bias", "s0", "s1", "s2"),
+    action=("x0", "x1", "x2", "x3", "c0", "c1", "c2"),
+    action_cross=("c0", "c1", "c2"),
+    normalize=True,
+    shared_bits=3,
+    action_bits=4,
+)
+WIDE_SPECS: dict[str, PolicySpec] = {
+    "linucb": LinUCBSpec(),
+    "greedy": EpsilonGreedySpec(),
+    "random": UniformSpec(),
+}
+
+
+def random_context(rng: np.random.Generator) -> Features:
+    return {"bias": 1.0, **{f"s{i}": float(rng.uniform(0, 1)) for i in range(3) if rng.random() < 0.7}}
+
+
+def random_candidates(rng: np.random.Generator) -> list[Features]:
+    return [
+        {f"c{rng.integers(3)}": 1.0, **{f"x{i}": float(rng.uniform(0, 1)) for i in range(4) if rng.random() < 0.5}}
+        for _ in range(int(rng.integers(2, 9)))
+    ]
+
+
+def random_batch(rng: np.random.Generator, size: int) -> list[LoggedReward]:
+    return [
+        LoggedReward(
+            shared=random_context(rng),
+            action=random_candidates(rng)[0],
+            propensity=0.5,
+            reward=float(rng.integers(2)),
+        )
+        for _ in range(size)
+    ]
+
+
+def published_registry(batches: dict[str, list[LoggedReward]]) -> PolicyRegistry:
+    """A registry serving copies (as the learner publishes them) of models trained on each policy's batch."""
+    served = PolicyRegistry(specs=WIDE_SPECS, live="linucb", features=WIDE)
+    for name, spec in WIDE_SPECS.items():
+        trained = build_policy(spec, features=WIDE)
+        for start in range(0, len(batches[name]), 7):  # in batches, and one at a time: the learner's ways
+            trained.learn(batches[name][start : start + 7])
+        trained.learn(batches[name][:1])
+        served.publish(name, copy_policy(trained, spec, WIDE))
+    return served
+
+
+def unshared_decide(served: PolicyRegistry, context: Features, candidates: list[Features], seed: int) -> list[Decision]:
+    """Every policy's pick from an independent copy of its model (nothing shared), with the registry's generators."""
+    names = (served.live, *served.shadow_names)
+    return [
+        copy_policy(served.model(name), WIDE_SPECS[name], WIDE).pick(
+            context=context, candidates=candidates, rng=policy_rng(seed, position)
+        )
+        for position, name in enumerate(names)
+    ]
+
+
+class TestSharedReadout:
+    @pytest.mark.parametrize("model_seed", range(6))
+    def test_equal_states_share_one_readout_and_answer_bit_for_bit_as_unshared_copies(self, model_seed: int) -> None:
+        rng = np.random.default_rng(model_seed)
+        same = random_batch(rng, int(rng.integers(1, 60)))
+        served = published_registry({"linucb": same, "greedy": same, "random": same})
+
+        assert served.model("greedy").readout() is served.model("linucb").readout()  # type: ignore[attr-defined]
+        for seed in range(25):
+            context, candidates = random_context(rng), random_candidates(rng)
+            ranked = served.decide(context=context, candidates=candidates, seed=seed)
+            expected = unshared_decide(served, context, candidates, seed)
+
+            assert [choice.decision for choice in (ranked.live, *ranked.shadows)] == expected
+            for choice, decision in zip((ranked.live, *ranked.shadows), expected, strict=True):
+                assert np.array(choice.decision.probabilities).tobytes() == np.array(decision.probabilities).tobytes()
+                assert np.float64(choice.decision.confidence).tobytes() == np.float64(decision.confidence).tobytes()
+
+    @pytest.mark.parametrize("model_seed", range(4))
+    def test_different_states_keep_their_own_readouts(self, model_seed: int) -> None:
+        rng = np.random.default_rng(100 + model_seed)
+        shared = random_batch(rng, 30)
+        served = published_registry({"linucb": shared, "greedy": shared + random_batch(rng, 1), "random": shared})
+
+        assert served.model("greedy").readout() is not served.model("linucb").readout()  # type: ignore[attr-defined]
+        for seed in range(25):
+            context, candidates = random_context(rng), random_candidates(rng)
+            ranked = served.decide(context=context, candidates=candidates, seed=seed)
+
+            assert [choice.decision for choice in (ranked.live, *ranked.shadows)] == unshared_decide(
+                served, context, candidates, seed
+            )
+
+    def test_fresh_registry_models_share_and_a_new_live_model_stops_sharing(self) -> None:
+        served = PolicyRegistry(specs=WIDE_SPECS, live="linucb", features=WIDE)
+        assert served.model("greedy").readout() is served.model("linucb").readout()  # type: ignore[attr-defined]
+
+        trained = build_policy(WIDE_SPECS["linucb"], features=WIDE)
+        trained.learn(random_batch(np.random.default_rng(7), 10))
+        served.publish("linucb", copy_policy(trained, WIDE_SPECS["linucb"], WIDE))
+
+        assert served.model("greedy").readout() is not served.model("linucb").readout()  # type: ignore[attr-defined]
