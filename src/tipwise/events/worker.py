@@ -12,6 +12,15 @@ from tipwise.kernel.logging import get_logger
 log = get_logger(__name__)
 
 
+def paced_pause(took: float, *, duty: float, floor: float, ceiling: float) -> float:
+    """How long to wait after a round that took `took` seconds, so rounds take `duty` of the time.
+
+    Never shorter than `floor` (the usual coalescing wait) nor longer than `ceiling` (how late
+    an event may be picked up).
+    """
+    return max(floor, min(ceiling, took * (1 - duty) / duty))
+
+
 class Worker:
     """Runs `bus.relay()`, `bus.dispatch()` and each periodic job, whenever woken or every `interval`."""
 
@@ -140,4 +149,4 @@ class Worker:
                 log.exception("worker_round_failed", failures=failures)
             if self._duty is not None:
                 took = time.monotonic() - started
-                coalesce = max(self._coalesce, min(self._max_pause, took * (1 - self._duty) / self._duty))
+                coalesce = paced_pause(took, duty=self._duty, floor=self._coalesce, ceiling=self._max_pause)
