@@ -130,10 +130,8 @@ class IntegrationsFacade:
         `connection` the read runs in the caller's read transaction (a decision
         reads the consents and the calendar in one), otherwise in one of its own.
         """
-        if connection is not None:
-            return repository.busy(connection, user_id=user_id, start=start, end=end)
-        with self._db.read_connection() as own:
-            return repository.busy(own, user_id=user_id, start=start, end=end)
+        with self._db.read_connection(within=connection) as reading:
+            return repository.busy(reading, user_id=user_id, start=start, end=end)
 
     # -- syncing --------------------------------------------------------------------
 

@@ -168,8 +168,15 @@ class Database:
             yield session
 
     @contextmanager
-    def read_connection(self) -> Iterator[Connection]:
-        """Open a read-only Core connection: for the small reads of the hot path, where a session costs more."""
+    def read_connection(self, *, within: Connection | None = None) -> Iterator[Connection]:
+        """Open a read-only Core connection: for the small reads of the hot path, where a session costs more.
+
+        With `within`, use that connection instead (a caller's open transaction, so several
+        modules' reads share it); it is left open.
+        """
+        if within is not None:
+            yield within
+            return
         with self.read_engine.connect() as connection:
             yield connection
 

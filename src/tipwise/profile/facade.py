@@ -30,14 +30,19 @@ class ProfileFacade:
 
     def preferences(self, *, user_id: UUID) -> Preferences:
         """Return the person's preferences, defaults when they have set none."""
-        cached = self._cache.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        cached = self._cached(user_id)
+        if cached is not None:
+            return cached
         generation = self._generation.get(user_id, 0)
         with self._db.read_connection() as connection:
             prefs = service.preferences(connection, user_id)
         self._remember(prefs, generation=generation)
         return prefs
+
+    def _cached(self, user_id: UUID) -> Preferences | None:
+        """The person's preferences from this process's cache, None when absent or expired."""
+        cached = self._cache.get(user_id)
+        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
 
     def for_decision(
         self, *, user_id: UUID, connection: Connection | None = None
@@ -48,15 +53,12 @@ class ProfileFacade:
         connection in one read transaction instead of two: the caller's `connection` if given
         (a decision that reads the calendar too), otherwise one of its own.
         """
-        cached = self._cache.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1], self.granted(user_id=user_id, connection=connection)
+        cached = self._cached(user_id)
+        if cached is not None:
+            return cached, self.granted(user_id=user_id, connection=connection)
         generation = self._generation.get(user_id, 0)
-        if connection is None:
-            with self._db.read_connection() as own:
-                prefs, purposes = service.preferences(own, user_id), service.granted(own, user_id)
-        else:
-            prefs, purposes = service.preferences(connection, user_id), service.granted(connection, user_id)
+        with self._db.read_connection(within=connection) as reading:
+            prefs, purposes = service.preferences(reading, user_id), service.granted(reading, user_id)
         self._remember(prefs, generation=generation)
         return prefs, purposes
 
@@ -86,10 +88,8 @@ class ProfileFacade:
         runs in the caller's transaction (a decision checks the consents in the transaction that
         records it), otherwise in a read transaction of its own.
         """
-        if connection is not None:
-            return service.granted(connection, user_id)
-        with self._db.read_connection() as own:
-            return service.granted(own, user_id)
+        with self._db.read_connection(within=connection) as reading:
+            return service.granted(reading, user_id)
 
     def allows(self, *, user_id: UUID, purpose: Purpose) -> bool:
         """Return whether the person currently grants `purpose` (the `ConsentPort` connectors call)."""

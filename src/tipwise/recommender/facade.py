@@ -73,8 +73,6 @@ class _Pending:
     plan: service.Plan
     prefs: Preferences
     purposes: frozenset[Purpose]
-    # False: planned on the consents this process last read for the person; `_record` reads them
-    # in its write transaction and plans again if they changed.
     explore: bool
     allow_nothing: bool
     busy: Sequence[tuple[datetime, datetime]] | None
