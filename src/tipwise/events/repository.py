@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Row, String, Table, Uuid, any_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    String,
+    Table,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeEngine
 
 from tipwise.events.contracts import Event
 from tipwise.events.models import ConsumerPositionRow, LogRow, OutboxRow, TrackingRow
+from tipwise.kernel.sqlite_driver import DriverStatement, from_driver, json_array, json_values, to_driver
 
 # Core statements on the tables, not the ORM entities: the log is written and read in bulk, and
 # the outbox on every decision; no row object is ever needed.
@@ -153,12 +164,60 @@ def read_log_of_types(
     end = session.scalar(_WINDOW_END, {"after": after, "limit": limit})
     if end is None:
         return None, []
+    dialect = session.get_bind().dialect
+    if dialect.name == "sqlite":
+        return end, _read_window_sqlite(session, after=after, end=end, types=types)
     query = (
         select(*_ENVELOPE)
         .where(_LOG.c.position > after, _LOG.c.position <= end, _LOG.c.type.in_(sorted(types)))
         .order_by(_LOG.c.position)
     )
     return end, [_to_event(cast("Row[Any]", row)) for row in session.execute(query)]
+
+
+# The events of some types in a window of the log, read through the driver (SQLite).
+_READ_WINDOW_SQLITE = DriverStatement(
+    select(*_ENVELOPE)
+    .where(
+        _LOG.c.position > bindparam("after"),
+        _LOG.c.position <= bindparam("end"),
+        _LOG.c.type.in_(json_values("types")),
+    )
+    .order_by(_LOG.c.position)
+)
+
+
+def _read_window_sqlite(session: Session, *, after: int, end: int, types: Collection[str]) -> list[Event]:
+    """`read_log_of_types`'s events on SQLite: driver rows, converted by the columns' own result processors.
+
+    The same values as the Core query gives (the processors are the ones SQLAlchemy applies),
+    without its per-row result machinery: a consumer reads thousands of events per batch.
+    """
+    to_id, to_time = _FROM_DRIVER
+    rows = (
+        session.connection()
+        .exec_driver_sql(
+            _READ_WINDOW_SQLITE.sql,
+            _READ_WINDOW_SQLITE.parameters({"after": after, "end": end, "types": json_array(sorted(types))}),
+        )
+        .fetchall()
+    )
+    return [
+        Event(
+            id=to_id(event_id),
+            type=kind,
+            subject=subject,
+            time=to_time(time),
+            schema_version=schema_version,
+            payload=payload,
+            trace_id=trace_id,
+            encrypted=bool(encrypted),
+        )
+        for _, event_id, kind, subject, time, schema_version, payload, trace_id, encrypted in rows
+    ]
+
+
+_FROM_DRIVER = (from_driver(_LOG.c.event_id.type), from_driver(_LOG.c.time.type))
 
 
 def head_position(session: Session) -> int:
@@ -196,12 +255,10 @@ def claim(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: dat
     if dialect.name == "postgresql":
         result = session.execute(_CLAIM_POSTGRES, {"consumer": consumer, "event_ids": list(event_ids), "at": at})
         return set(result.scalars())
-    return _claim_sqlite(session, dialect, consumer=consumer, event_ids=event_ids, at=at)
+    return _claim_sqlite(session, consumer=consumer, event_ids=event_ids, at=at)
 
 
-def _claim_sqlite(
-    session: Session, dialect: Dialect, *, consumer: str, event_ids: Sequence[UUID], at: datetime
-) -> set[UUID]:
+def _claim_sqlite(session: Session, *, consumer: str, event_ids: Sequence[UUID], at: datetime) -> set[UUID]:
     """`claim` on SQLite: look up the ids applied before, then insert the others with one executemany.
 
     A write transaction on SQLite holds the database's write lock from its start (`BEGIN
@@ -210,45 +267,36 @@ def _claim_sqlite(
     columns' own bind processors (the same stored form as any other insert): SQLAlchemy's
     per-row parameter handling cost more than the insert itself for a batch of thousands.
     """
-    to_id = _bind_processor(_TRACKING.c.event_id.type, dialect)
+    to_id = _TRACKED_ID
     wanted: dict[str, UUID] = {}
     for event_id in event_ids:
         wanted.setdefault(to_id(event_id), event_id)
-    ids = list(wanted.values())
-    # In chunks: SQLite caps the parameters of one statement.
-    for start in range(0, len(ids), _LOOKUP_CHUNK):
-        known = session.execute(
-            select(_TRACKING.c.event_id).where(
-                _TRACKING.c.consumer == consumer, _TRACKING.c.event_id.in_(ids[start : start + _LOOKUP_CHUNK])
-            )
-        ).scalars()
-        for event_id in known:
-            wanted.pop(to_id(event_id), None)
+    connection = session.connection()
+    known = connection.exec_driver_sql(
+        _KNOWN_SQLITE.sql, _KNOWN_SQLITE.parameters({"consumer": consumer, "ids": json_array(wanted)})
+    )
+    # The stored form of the ids applied before (the driver's rows: no UUID is made for them).
+    for (stored,) in known:
+        wanted.pop(stored, None)
     if wanted:
-        applied_at = _bind_processor(_TRACKING.c.applied_at.type, dialect)(at)
-        session.connection().exec_driver_sql(
-            _INSERT_TRACKING_SQLITE, [(consumer, stored, applied_at) for stored in wanted]
-        )
+        applied_at = to_driver(_TRACKING.c.applied_at.type)(at)
+        connection.exec_driver_sql(_INSERT_TRACKING_SQLITE, [(consumer, stored, applied_at) for stored in wanted])
     return set(wanted.values())
 
 
+# Which of a JSON array of stored event ids a consumer has applied (SQLite, through the driver).
+_KNOWN_SQLITE = DriverStatement(
+    select(_TRACKING.c.event_id).where(
+        _TRACKING.c.consumer == bindparam("consumer"), _TRACKING.c.event_id.in_(json_values("ids"))
+    )
+)
+_TRACKED_ID = to_driver(_TRACKING.c.event_id.type)
 # The SQL of a plain insert of the three columns, as SQLAlchemy writes it for SQLite (qmark parameters, in this order).
 _INSERT_TRACKING_SQLITE = str(
     insert(_TRACKING)
     .values(consumer=bindparam("consumer"), event_id=bindparam("event_id"), applied_at=bindparam("applied_at"))
     .compile(dialect=sqlite.dialect())
 )
-_LOOKUP_CHUNK = 10_000
-
-
-def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
-    """Return the function that turns a value into what the driver receives for a column of `type_`."""
-    processor = type_.bind_processor(dialect)
-    return processor if processor is not None else _same
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def applied_by(session: Session, consumer: str, *, source: str, after: int, limit: int) -> list[tuple[int, Event]]:

@@ -7,6 +7,8 @@ event, and keeps the log it can be read back from.
 from __future__ import annotations
 
 import threading
+import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -139,6 +141,64 @@ class TestClaim:
         now = clock.now()
         expected = [("c", str(first), now), ("c", str(second), now), ("c", str(third), now), ("d", str(first), now)]
         assert sorted((consumer, str(event_id), at) for consumer, event_id, at in rows) == sorted(expected)
+
+    def test_a_claimed_row_is_stored_in_the_form_of_an_orm_insert(self, migrated: Database, clock: FakeClock) -> None:
+        """The batch insert writes what SQLAlchemy writes: on SQLite, the same text for the same instant."""
+        from sqlalchemy import text
+
+        from tipwise.events import repository
+        from tipwise.events.models import TrackingRow
+        from tipwise.kernel.ids import new_id
+
+        at = clock.now() + timedelta(microseconds=123_456)
+        claimed, inserted = new_id(), new_id()
+        with migrated.write() as session:
+            repository.claim(session, consumer="batch", event_ids=[claimed], at=at)
+            session.add(TrackingRow(consumer="orm", event_id=inserted, applied_at=at))
+        with migrated.read() as session:
+            stored: dict[str, str] = dict(
+                session.execute(text("SELECT consumer, CAST(applied_at AS TEXT) FROM events_tracking")).all()
+            )
+            ids: dict[str, str] = dict(
+                session.execute(text("SELECT consumer, CAST(event_id AS TEXT) FROM events_tracking")).all()
+            )
+        assert stored["batch"] == stored["orm"]
+        assert ids["batch"].replace("-", "") == claimed.hex
+        assert ids["orm"].replace("-", "") == inserted.hex
+
+
+class TestReadingTheLog:
+    def test_a_window_of_some_types_holds_exactly_those_events_of_the_log_in_order(
+        self, migrated: Database, clock: FakeClock
+    ) -> None:
+        """`read_log_of_types` (through the driver on SQLite) gives the very events `read_log` gives, filtered."""
+        from tipwise.events import repository
+
+        with migrated.write() as session:
+            for n in range(7):
+                kind, data = (
+                    (events.TIP_DECIDED, {"tip_id": f"tip-{n}"})
+                    if n % 3
+                    else (events.TIP_DELIVERED, {"channel": "email"})
+                )
+                # Sealed (a person's id as subject) and clear events, at distinct microseconds.
+                subject = str(uuid.UUID(int=n % 2 + 1)) if n % 2 else "system:test"
+                moment = clock.now() + timedelta(seconds=n, microseconds=n * 1001)
+                events.publish(session, events.Event.create(type=kind, subject=subject, time=moment, data=data))
+        events.EmbeddedBus(db=migrated, clock=clock).relay()
+
+        with migrated.read() as session:
+            everything = repository.read_log(session, after=0, limit=100)
+            end, decided = repository.read_log_of_types(session, after=1, limit=5, types={events.TIP_DECIDED})
+            _, none = repository.read_log_of_types(session, after=7, limit=5, types={events.TIP_DECIDED})
+            nothing_after = repository.read_log_of_types(session, after=7, limit=5, types={events.TIP_DELIVERED})
+
+        window = [event for position, event in everything if 1 < position <= 6]
+        assert end == 6
+        assert decided == [event for event in window if event.type == events.TIP_DECIDED]
+        assert [event.encrypted for event in decided] == [True, False, False, True]  # n = 1, 2, 4, 5
+        assert none == []
+        assert nothing_after == (None, [])
 
 
 class TestRelay:

@@ -11,6 +11,7 @@ from sqlalchemy import Row, Table, Uuid, any_, bindparam, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tipwise.kernel.sqlite_driver import json_array, json_values, to_driver
 from tipwise.ml.pipelines.models import ModelRow, PendingDecisionRow
 
 # A row of `ml_pending_decision`, read with Core (no ORM object per row).
@@ -23,6 +24,9 @@ _PENDING = cast(Table, PendingDecisionRow.__table__)
 _PENDING_POSTGRES = select(_PENDING).where(
     _PENDING.c.tip_instance_id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid())))
 )
+# On SQLite the ids travel as one JSON array of their stored form, for the same reason.
+_PENDING_SQLITE = select(_PENDING).where(_PENDING.c.tip_instance_id.in_(json_values("ids")))
+_STORED_ID = to_driver(_PENDING.c.tip_instance_id.type)
 
 
 def pending(session: Session, tip_instance_ids: Collection[UUID]) -> dict[UUID, PendingDecision]:
@@ -32,7 +36,8 @@ def pending(session: Session, tip_instance_ids: Collection[UUID]) -> dict[UUID, 
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(_PENDING_POSTGRES, {"ids": list(tip_instance_ids)})
     else:
-        rows = session.execute(select(_PENDING).where(_PENDING.c.tip_instance_id.in_(tip_instance_ids)))
+        stored = json_array(_STORED_ID(tip_instance_id) for tip_instance_id in tip_instance_ids)
+        rows = session.execute(_PENDING_SQLITE, {"ids": stored})
     return {row.tip_instance_id: row for row in rows}
 
 
