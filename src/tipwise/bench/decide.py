@@ -36,6 +36,7 @@ from tipwise.ml.serving import (
     PolicySpec,
     UniformSpec,
     build_policy,
+    learn_together,
 )
 
 BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp database
@@ -476,7 +477,7 @@ def _timed_as_a_process(run: Callable[[], object]) -> float:
 
 
 def _learn_only(log: list[Event], specs: dict[str, PolicySpec], reward_map: RewardMap) -> float:
-    """Return the seconds every policy takes to learn the log's examples, decoded beforehand: the models alone."""
+    """Return the seconds the policies take to learn the log's examples, decoded beforehand: the models alone."""
     from tipwise import events
     from tipwise.recommender import FEATURE_SPEC, FeedbackReaction, TipDecided
 
@@ -499,6 +500,5 @@ def _learn_only(log: list[Event], specs: dict[str, PolicySpec], reward_map: Rewa
             )
     models = [build_policy(spec, features=FEATURE_SPEC) for spec in specs.values()]
     started = time.perf_counter()
-    for model in models:
-        model.learn(examples)
+    learn_together(models, examples)  # as the learner learns them
     return time.perf_counter() - started

@@ -263,8 +263,12 @@ class HistoryCache:
         with self._lock:
             self._changed(user_id)
             entry = self._entries.get(user_id)
-            # A read that raced with the commit may have cached this show already.
-            if entry is not None and show not in entry[1]:
+            # A read that raced with the commit may have cached this show already. Only a show of the
+            # same instant can be it: comparing those times first spares a field-by-field comparison
+            # with every show in the window (this runs after every decision).
+            if entry is not None and not any(
+                cached.decided_at == show.decided_at and cached == show for cached in entry[1]
+            ):
                 entry[1].append(show)
 
     def forget(self, user_id: UUID) -> None:

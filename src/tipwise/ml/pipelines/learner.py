@@ -62,6 +62,8 @@ from tipwise.ml.serving import (
     PolicyRegistry,
     PolicySpec,
     build_policy,
+    copy_policy,
+    learn_together,
     state_is_converted,
 )
 from tipwise.recommender import Reaction
@@ -610,8 +612,8 @@ class Learner:
         if not examples:
             return
         now = self._clock.now()
+        learn_together(self._models.values(), examples)
         for name, model in self._models.items():
-            model.learn(examples)
             if trained is not None:
                 self._trained[name] = trained.union(self._trained.get(name))
             repository.save_model(session, self._row(name, model, now))
@@ -630,8 +632,9 @@ class Learner:
     def _publish(self) -> None:
         for name, model in self._models.items():
             # An independent copy: the served model never changes under a pick in flight.
-            published = build_policy(self._registry.specs[name], features=self._registry.features)
-            published.load_state(self._state(name, model))
+            published = copy_policy(
+                model, self._registry.specs[name], self._registry.features, state=self._state(name, model)
+            )
             self._registry.publish(name, published, learned_until=self._last_reaction_at)
             self._metrics.model_version.labels(policy=name).set(model.version)
         self._dirty = False
@@ -659,8 +662,7 @@ def _replay(
         remember=remember,
         take=lambda tip_instance_id: pending.pop(tip_instance_id, None),
     )
-    for model in models.values():
-        model.learn(outcome.examples)
+    learn_together(models.values(), outcome.examples)
     return models, outcome.trained
 
 

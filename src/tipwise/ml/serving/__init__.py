@@ -20,6 +20,7 @@ from tipwise.ml.serving.policies import (
     UniformSpec,
     VWCbAdfSpec,
     build_policy,
+    learn_together,
     spec_from_dict,
     state_is_converted,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "collision_free_seed",
     "copy_policy",
     "feature_hash",
+    "learn_together",
     "open_model_registry",
     "policy_version",
     "spec_from_dict",

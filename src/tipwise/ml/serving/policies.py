@@ -25,13 +25,14 @@ knob) were chosen once, for every stream, from a small grid on
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -959,6 +960,30 @@ class FactoredRidge:
 
     # -- state ------------------------------------------------------------------
 
+    def copy(self) -> FactoredRidge:
+        """Return an independent copy: every array copied, so it answers bit for bit as this model does."""
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                setattr(twin, name, value.copy())
+        twin._approximate = set(self._approximate)
+        twin._queue = list(self._queue)
+        # Derived from the dense statistics when first asked for, as after a load.
+        twin._dense_cache = None
+        return twin
+
+    def same_statistics(self, other: FactoredRidge) -> bool:
+        """Return whether `other` holds the very statistics of this model (so the same examples lead both alike)."""
+        if (self.n, self._mass, self.is_dense, self.ridge) != (other.n, other._mass, other.is_dense, other.ridge):
+            return False
+        if self._queue or other._queue:
+            return False  # rows learned one by one and not added yet: not worth comparing
+        if self._g_dense is not None:
+            pairs = [(self._g_dense, other._g_dense), (self._r_dense, other._r_dense)]
+        else:
+            pairs = [(getattr(self, f"_{name}"), getattr(other, f"_{name}")) for name in _BLOCK_STATS]
+        return all(mine is not None and theirs is not None and np.array_equal(mine, theirs) for mine, theirs in pairs)
+
     def to_bytes(self) -> bytes:
         """Return the statistics (the answers are derived from them on load)."""
         self._flush()
@@ -1424,6 +1449,30 @@ class _LinearPolicy:
         self._state += 1
         self.model.load(data)
 
+    def _learns_like(self, other: _LinearPolicy) -> bool:
+        """Whether `other` would learn any batch exactly as this policy does: same layout, ridge and statistics.
+
+        Both must also be derived from their statistics alone (not updated one example at a time), so that
+        their answers, and not only their statistics, are the same numbers.
+        """
+        return (
+            self.layout is other.layout
+            and self.model.derived_exactly
+            and other.model.derived_exactly
+            and self.model.same_statistics(other.model)
+        )
+
+    def _take_model_of(self, other: _LinearPolicy) -> None:
+        """Hold a copy of `other`'s model (which this policy's would equal after learning what it learned)."""
+        self._state += 1
+        self.model = other.model.copy()
+
+    def _copy(self) -> Self:
+        twin = copy.copy(self)
+        twin.model = self.model.copy()
+        twin._readout = None
+        return twin
+
 
 class EpsilonGreedyPolicy(_LinearPolicy):
     kind: ClassVar[str] = "epsilon_greedy"
@@ -1536,6 +1585,46 @@ def build_policy(spec: PolicySpec, *, features: FeatureSpec) -> Policy:
             from tipwise.ml.serving.vw import VWPolicy
 
             return VWPolicy(spec, features=features)
+
+
+def learn_together(models: Iterable[Policy], batch: Sequence[LoggedReward]) -> None:
+    """Let every model of `models` learn `batch`; linear models that would learn it alike learn it once.
+
+    LinUCB and epsilon-greedy (by default) learn the same examples with the same layout and
+    ridge, so their statistics stay equal: after the same batch they are equal again. The
+    first of such models learns the batch, the others take a copy of its model, which is what
+    their own learning would have given, array for array. Nothing is assumed: the statistics
+    are compared first (a few hundred kB of integers), and a model in another state, with
+    another layout or ridge, or not yet derived from its statistics alone, learns on its own.
+    """
+    leaders: list[_LinearPolicy] = []
+    followers: list[tuple[_LinearPolicy, _LinearPolicy]] = []
+    for model in models:
+        if not isinstance(model, _LinearPolicy):
+            model.learn(batch)
+            continue
+        leader = next((other for other in leaders if other._learns_like(model)), None)
+        if leader is None:
+            leaders.append(model)
+        else:
+            followers.append((model, leader))
+    for leader in leaders:
+        leader.learn(batch)
+    for follower, leader in followers:
+        follower._take_model_of(leader)
+
+
+def exact_copy(model: Policy) -> Policy | None:
+    """Return an array-by-array copy of a linear model whose answers come from its statistics alone, else None.
+
+    Such a model holds exactly the factors a load of its state derives, so the copy answers bit
+    for bit as a fresh policy loaded with `model.state_bytes()` would, without inverting every
+    block again as a load does. A model updated one example at a time since its last derivation
+    (or any other kind of model) has no such copy: load it from its state instead.
+    """
+    if isinstance(model, _LinearPolicy) and model.model.derived_exactly:
+        return model._copy()
+    return None
 
 
 def share_readout(model: Policy, published: Iterable[Policy]) -> None:

@@ -13,7 +13,15 @@ from typing import Protocol
 import numpy as np
 
 from tipwise.ml.serving.features import FeatureSpec
-from tipwise.ml.serving.policies import Decision, Features, Policy, PolicySpec, build_policy, share_readout
+from tipwise.ml.serving.policies import (
+    Decision,
+    Features,
+    Policy,
+    PolicySpec,
+    build_policy,
+    exact_copy,
+    share_readout,
+)
 
 
 def policy_version(spec: PolicySpec) -> str:
@@ -77,10 +85,17 @@ class Scorer(Protocol):
     ) -> RankedDecision: ...
 
 
-def copy_policy(policy: Policy, spec: PolicySpec, features: FeatureSpec) -> Policy:
-    """Return an independent copy of `policy` (same spec, same learned state)."""
+def copy_policy(policy: Policy, spec: PolicySpec, features: FeatureSpec, *, state: bytes | None = None) -> Policy:
+    """Return an independent copy of `policy` (same spec, same learned state), as a fresh policy loaded with its state.
+
+    `state` is `policy.state_bytes()` when the caller has it already. A linear model derived from
+    its statistics alone is copied array by array (`exact_copy`: the same numbers a load derives).
+    """
+    copied = exact_copy(policy)
+    if copied is not None:
+        return copied
     clone = build_policy(spec, features=features)
-    clone.load_state(policy.state_bytes())
+    clone.load_state(policy.state_bytes() if state is None else state)
     return clone
 
 
