@@ -117,14 +117,14 @@ class EmbeddedBus:
         moved = 0
         while True:
             with self._db.write() as session:
-                rows = repository.unpublished(session, limit=self._batch_size)
-                if not rows:
+                end = repository.unpublished_end(session, limit=self._batch_size)
+                if end is None:
                     return moved
                 now = self._clock.now()
-                repository.append_log(session, rows, at=now)
-                repository.mark_published(session, [r.seq for r in rows], at=now)
-                moved += len(rows)
-            if len(rows) < self._batch_size:
+                repository.append_to_log(session, end=end, at=now)
+                count = repository.mark_relayed(session, end=end, at=now)
+                moved += count
+            if count < self._batch_size:
                 # Drained as of this transaction: no need to take the write lock again to find out.
                 return moved
 

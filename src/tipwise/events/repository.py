@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    and_,
     any_,
     bindparam,
     func,
@@ -72,11 +73,6 @@ def append_outbox(session: Session, event: Event, *, payload: bytes | None = Non
     )
 
 
-def unpublished(session: Session, *, limit: int) -> Sequence[OutboxRow]:
-    query = select(OutboxRow).where(OutboxRow.published_at.is_(None)).order_by(OutboxRow.seq).limit(limit)
-    return session.scalars(query).all()
-
-
 def unpublished_events(session: Session, *, limit: int, lock: bool = False) -> list[tuple[int, Event]]:
     """Return the oldest unpublished outbox events with their outbox sequence numbers.
 
@@ -102,26 +98,49 @@ def mark_published(session: Session, seqs: Sequence[int], *, at: datetime) -> No
         session.execute(update(_OUTBOX).where(_OUTBOX.c.seq.in_(seqs)).values(published_at=at))
 
 
-def append_log(session: Session, rows: Sequence[OutboxRow], *, at: datetime) -> None:
-    known = set(session.scalars(select(LogRow.event_id).where(LogRow.event_id.in_([r.event_id for r in rows]))))
-    # A relay that crashed after appending but before marking re-sends: skip those.
-    fresh = [
-        {
-            "event_id": row.event_id,
-            "type": row.type,
-            "subject": row.subject,
-            "time": row.time,
-            "schema_version": row.schema_version,
-            "trace_id": row.trace_id,
-            "payload": row.payload,
-            "encrypted": row.encrypted,
-            "appended_at": at,
-        }
-        for row in rows
-        if row.event_id not in known
-    ]
-    if fresh:
-        session.execute(_INSERT_LOG, fresh)
+# The last outbox sequence number of the next `limit` unpublished events: the window a relay moves at once.
+_UNPUBLISHED = (
+    select(_OUTBOX.c.seq)
+    .where(_OUTBOX.c.published_at.is_(None))
+    .order_by(_OUTBOX.c.seq)
+    .limit(bindparam("limit"))
+    .subquery()
+)
+_UNPUBLISHED_END = select(func.max(_UNPUBLISHED.c.seq))
+_IN_RELAY_WINDOW = and_(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.seq <= bindparam("end"))
+_RELAYED = ("event_id", "type", "subject", "time", "schema_version", "trace_id", "payload", "encrypted")
+_APPENDED = select(
+    *(_OUTBOX.c[name] for name in _RELAYED), bindparam("at", type_=_LOG.c.appended_at.type).label("appended_at")
+).where(_IN_RELAY_WINDOW)
+# Appending skips events already on the log: a relay that crashed after appending, before marking, sends them again.
+_APPEND_TO_LOG = {
+    name: insert_of(_LOG)
+    .from_select([*_RELAYED, "appended_at"], _APPENDED.order_by(_OUTBOX.c.seq))
+    .on_conflict_do_nothing(index_elements=[_LOG.c.event_id])
+    for name, insert_of in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
+_MARK_RELAYED = update(_OUTBOX).where(_IN_RELAY_WINDOW).values(published_at=bindparam("at"))
+
+
+def unpublished_end(session: Session, *, limit: int) -> int | None:
+    """Return the outbox sequence number that ends the next `limit` unpublished events; None when there are none."""
+    end: int | None = session.scalar(_UNPUBLISHED_END, {"limit": limit})
+    return end
+
+
+def append_to_log(session: Session, *, end: int, at: datetime) -> None:
+    """Append the unpublished outbox events up to `end` to the log, in outbox order, in one statement.
+
+    The rows go from table to table inside the database: nothing is read into Python, converted
+    and written back, which cost the embedded relay (in the app process) more than the rest of it.
+    """
+    session.execute(_APPEND_TO_LOG[session.get_bind().dialect.name], {"end": end, "at": at})
+
+
+def mark_relayed(session: Session, *, end: int, at: datetime) -> int:
+    """Mark the unpublished outbox events up to `end` published at `at`; return how many."""
+    result = session.execute(_MARK_RELAYED, {"end": end, "at": at})
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def read_log(session: Session, *, after: int, limit: int) -> list[tuple[int, Event]]:

@@ -76,8 +76,9 @@ class EmbeddedHarness:
 
     def publish_unmarked(self) -> None:
         with self.db.write() as session:
-            rows = repository.unpublished(session, limit=100)
-            repository.append_log(session, rows, at=self.clock.now())
+            end = repository.unpublished_end(session, limit=100)
+            assert end is not None
+            repository.append_to_log(session, end=end, at=self.clock.now())
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -24,6 +24,24 @@ def _publish(db: Database, clock: FakeClock, *ns: str) -> None:
         for n in ns:
             event = events.Event.create(type=events.TIP_DECIDED, subject="user-1", time=clock.now(), data={"tip_id": n})
             events.publish(session, event)
+
+
+def _stored(db: Database, moment: datetime) -> str:
+    """The text the database holds for `moment` written through SQLAlchemy (an ORM tracking row)."""
+    from sqlalchemy import delete, text
+
+    from tipwise.events.models import TrackingRow
+    from tipwise.kernel.ids import new_id
+
+    with db.write() as session:
+        session.add(TrackingRow(consumer="stored-form", event_id=new_id(), applied_at=moment))
+        session.flush()
+        stored = session.scalar(
+            text("SELECT CAST(applied_at AS TEXT) FROM events_tracking WHERE consumer = 'stored-form'")
+        )
+        session.execute(delete(TrackingRow).where(TrackingRow.consumer == "stored-form"))
+    assert isinstance(stored, str)
+    return stored
 
 
 @pytest.fixture
@@ -213,6 +231,29 @@ class TestRelay:
         assert bus.relay() == 0
         assert bus.dispatch() == 5
         assert effects(migrated) == ["a", "b", "c", "d", "e"]
+
+    def test_relayed_events_keep_the_outbox_order_and_their_times_are_stored_as_any_written(
+        self, bus: events.EmbeddedBus, migrated: Database, clock: FakeClock
+    ) -> None:
+        from sqlalchemy import text
+
+        _publish(migrated, clock, "a", "b", "c")
+        clock.advance(timedelta(seconds=1, microseconds=250))
+        assert bus.relay() == 3
+
+        with migrated.read() as session:
+            outbox = session.execute(
+                text("SELECT event_id, CAST(time AS TEXT), CAST(published_at AS TEXT) FROM events_outbox ORDER BY seq")
+            ).all()
+            log = session.execute(
+                text("SELECT event_id, CAST(time AS TEXT), CAST(appended_at AS TEXT) FROM events_log ORDER BY position")
+            ).all()
+            read = [event for _, event in events.repository.read_log(session, after=0, limit=10)]
+        assert [row[0] for row in log] == [row[0] for row in outbox]
+        assert [row[1] for row in log] == [row[1] for row in outbox]
+        # Written in the statement, in the form of any other write of the same instant.
+        assert {row[2] for row in log} == {row[2] for row in outbox} == {_stored(migrated, clock.now())}
+        assert [event.time for event in read] == [clock.now() - timedelta(seconds=1, microseconds=250)] * 3
 
     def test_a_relay_of_exactly_one_batch_leaves_nothing_behind(
         self, bus: events.EmbeddedBus, migrated: Database, clock: FakeClock

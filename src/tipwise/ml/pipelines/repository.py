@@ -41,9 +41,13 @@ def pending(session: Session, tip_instance_ids: Collection[UUID]) -> dict[UUID, 
     return {row.tip_instance_id: row for row in rows}
 
 
+# On the table, not the entity: an insert of the entity goes through the ORM's bulk-insert path.
+_INSERT_PENDING = insert(_PENDING)
+
+
 def add_pending(session: Session, rows: Sequence[dict[str, object]]) -> None:
     if rows:
-        session.execute(insert(PendingDecisionRow), list(rows))
+        session.connection().execute(_INSERT_PENDING, list(rows))
 
 
 def remove_pending(session: Session, tip_instance_ids: Collection[UUID]) -> None:
