@@ -20,6 +20,7 @@ from tipwise.integrations import (
     IntegrationsSettings,
     Vault,
 )
+from tipwise.kernel.blas import BlasThreads
 from tipwise.kernel.clock import Clock, SystemClock
 from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.errors import ConfigurationError
@@ -263,6 +264,7 @@ def build(
         models=models,
         cadence=learner_settings.cadence(),
         history=learner_history,
+        blas=BlasThreads(learner_settings.blas_threads),
     )
     bus.subscribe(learner)
     integrations_settings = integrations_settings or IntegrationsSettings()

@@ -39,13 +39,11 @@ _add_groups()
 
 @app.callback()
 def _configure() -> None:
-    """Set up structured logging, and the threads numpy's BLAS may use, for every command."""
-    from tipwise.kernel.blas import limit_blas_threads
+    """Set up structured logging for every command."""
     from tipwise.kernel.logging import configure_logging
 
     settings = Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    limit_blas_threads(settings.blas_threads)
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -39,9 +39,6 @@ class Settings(BaseSettings):
     nats_batch_size: int = Field(default=2000, ge=1, le=10_000)
     # Where model snapshots are published: files under the data dir, or MLflow (`TIPWISE_MLFLOW_*`).
     model_registry: Literal["files", "mlflow"] = "files"
-    # Threads numpy's BLAS may use per process (see `tipwise.kernel.blas`): one, so the learner
-    # keeps to one core and leaves the other to decisions.
-    blas_threads: int = Field(default=1, ge=1, le=256)
 
     @field_validator("secret_key")
     @classmethod

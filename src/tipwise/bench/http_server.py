@@ -19,7 +19,6 @@ from fastapi import Body, Depends
 from tipwise import auth, migrations
 from tipwise.app import create_app
 from tipwise.bootstrap import build
-from tipwise.kernel.blas import limit_blas_threads
 from tipwise.kernel.db import Database
 from tipwise.kernel.logging import configure_logging
 from tipwise.profile import ConsentsPut
@@ -32,7 +31,6 @@ BENCH_PASSWORD = "bench password"  # noqa: S105 - throwaway accounts in a temp d
 def main(port: int, users: int, tokens_file: Path, *, without_decision: bool = False) -> None:
     settings = Settings()
     configure_logging(level=settings.log_level, fmt="json")
-    limit_blas_threads(settings.blas_threads)  # as every `tipwise` command does
     db = Database.connect(settings.sqlalchemy_url)
     migrations.upgrade(db)
     db.dispose()

@@ -304,3 +304,47 @@ class TestPlanThenRecord:
         assert plan.chosen is not None
         # Planned afresh (as the facade does when a plan is overtaken), another tip is shown.
         assert shown(container.recommender.next_tip(user_id=user)).id != plan.chosen.id
+
+
+class TestBlasThreads:
+    """The learner's matrix products keep to the configured BLAS threads (one by default); picks are not limited."""
+
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_the_learner_learns_and_publishes_within_its_limit(
+        self, make_container: ContainerFactory, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, threads: int
+    ) -> None:
+        import os
+
+        from threadpoolctl import ThreadpoolController
+
+        from tipwise.kernel.blas import blas_threads
+        from tipwise.ml.pipelines import learner as learner_module
+        from tipwise.ml.pipelines.settings import LearnerSettings
+
+        assert LearnerSettings().blas_threads == 1
+        seen: list[list[int]] = []
+        learn, publish = vars(learner_module)["learn_together"], vars(learner_module)["copy_policy"]
+
+        def learning(*args: object, **kwargs: object) -> None:
+            seen.append(blas_threads())
+            learn(*args, **kwargs)
+
+        def publishing(*args: object, **kwargs: object) -> object:
+            seen.append(blas_threads())
+            return publish(*args, **kwargs)
+
+        monkeypatch.setattr(learner_module, "learn_together", learning)
+        monkeypatch.setattr(learner_module, "copy_policy", publishing)
+        with ThreadpoolController().limit(limits=os.cpu_count() or 1, user_api="blas"):
+            outside = blas_threads()
+            if outside == [1]:
+                pytest.skip("this machine's BLAS runs one thread whatever the limit (one core)")
+            container = make_container(sqlite_url, learner_settings=LearnerSettings(blas_threads=threads))
+            seen.clear()  # the publish of the models restored at start
+            user = _user(container, "threads@example.com")
+            _react(container, user, _decide(container, user), Reaction.DONE)
+            container.worker.run_once()
+
+            assert seen, "the learner learned and published nothing"
+            assert all(counts == [min(threads, outside[0])] * len(outside) for counts in seen), seen
+            assert blas_threads() == outside  # picks in the app run with the process's threads

@@ -1,51 +1,41 @@
-"""The threads numpy's BLAS may use: one by default in every `tipwise` command, `TIPWISE_BLAS_THREADS` to change it."""
+"""The threads numpy's BLAS may use while a block runs (the learner's batches)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from threadpoolctl import threadpool_limits
-from typer.testing import CliRunner
+from threadpoolctl import ThreadpoolController
 
-from tipwise.cli import app
-from tipwise.kernel.blas import blas_threads, limit_blas_threads
-from tipwise.settings import Settings
+from tipwise.kernel.blas import BlasThreads, blas_threads
 
 
 @pytest.fixture
 def several_threads() -> Iterator[list[int]]:
-    """BLAS allowed every core for the test; the process's own limit comes back after it."""
-    before = blas_threads()
-    limit_blas_threads(os.cpu_count() or 1)
-    if blas_threads() == [1]:
-        pytest.skip("this machine's BLAS runs one thread whatever the limit (one core)")
-    try:
+    """BLAS allowed every core for the test; the process's own setting comes back after it."""
+    controller = ThreadpoolController()
+    with controller.limit(limits=os.cpu_count() or 1, user_api="blas"):
+        if blas_threads() == [1]:
+            pytest.skip("this machine's BLAS runs one thread whatever the limit (one core)")
         yield blas_threads()
-    finally:
-        threadpool_limits(limits=before[0] if before else None, user_api="blas")
 
 
-def test_the_default_is_one_thread() -> None:
-    assert Settings().blas_threads == 1
+def test_the_limit_holds_inside_the_block_and_the_threads_come_back_after(several_threads: list[int]) -> None:
+    limit = BlasThreads(1)
+    with limit.limited():
+        assert blas_threads() == [1] * len(several_threads)
+        with limit.limited():  # nested: the same
+            assert blas_threads() == [1] * len(several_threads)
+    assert blas_threads() == several_threads
 
 
-def test_limiting_sets_every_loaded_blas_library(several_threads: list[int]) -> None:
-    limit_blas_threads(1)
-    assert blas_threads() == [1] * len(several_threads)
+def test_the_threads_come_back_when_the_block_fails(several_threads: list[int]) -> None:
+    with pytest.raises(RuntimeError, match="inside"), BlasThreads(1).limited():
+        raise RuntimeError("inside")
+    assert blas_threads() == several_threads
 
 
 def test_fewer_than_one_thread_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one thread"):
-        limit_blas_threads(0)
-
-
-def test_every_command_applies_the_setting(
-    several_threads: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TIPWISE_BLAS_THREADS", "1")
-    result = CliRunner().invoke(app, ["openapi", "--output", str(tmp_path / "openapi.json")])
-    assert result.exit_code == 0, result.output
-    assert blas_threads() == [1] * len(several_threads)
+        BlasThreads(0)

@@ -46,6 +46,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tipwise import events
+from tipwise.kernel.blas import BlasThreads
 from tipwise.kernel.clock import Clock
 from tipwise.kernel.db import Database, WriteSession
 from tipwise.kernel.logging import get_logger
@@ -320,8 +321,11 @@ class Learner:
         models: ModelRegistry | None = None,
         cadence: SnapshotCadence | None = None,
         history: History | None = None,
+        blas: BlasThreads | None = None,
     ) -> None:
         self._db = db
+        # The BLAS threads its matrix products may use (one by default: see `tipwise.kernel.blas`).
+        self._blas = blas or BlasThreads(1)
         self._registry = registry
         self._rewards = rewards
         self._clock = clock
@@ -351,6 +355,10 @@ class Learner:
 
     def restore(self) -> None:
         """Load the stored models; a model whose spec changed starts fresh."""
+        with self._blas.limited():
+            self._restore()
+
+    def _restore(self) -> None:
         with self._db.read() as session:
             stored = repository.models(session)
         self._models = fresh_models(self._registry.specs, self._registry.features)
@@ -402,6 +410,10 @@ class Learner:
     # -- consumer protocol -----------------------------------------------------
 
     def apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
+        with self._blas.limited():
+            self._apply(session, batch)
+
+    def _apply(self, session: WriteSession, batch: Sequence[events.Event]) -> None:
         self._before_batch = (self._last_reaction_at, self._unsnapshotted)
         learned = [event for event in batch if event.type in LEARNED_EVENT_TYPES]
         if learned:
@@ -475,7 +487,8 @@ class Learner:
 
     def committed(self) -> None:
         if self._dirty:
-            self._publish()
+            with self._blas.limited():
+                self._publish()
         if self._rebuilt:
             # A rebuilt model replaces every snapshot that still holds the erased person: now, not by cadence.
             self.snapshot_if_due()
