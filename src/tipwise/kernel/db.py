@@ -9,6 +9,7 @@ when a read transaction tries to upgrade.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import orjson
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from tipwise.kernel.logging import get_logger
@@ -102,8 +104,9 @@ JSON_OPTIONS: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializ
 AUTOCHECKPOINT_PAGES = 10_000
 
 
-def _sqlite_engine(url: str, *, begin: str, autocheckpoint: int | None = None) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **JSON_OPTIONS)
+def _sqlite_engine(url: str, *, begin: str, autocheckpoint: int | None = None, pooled: bool = True) -> Engine:
+    options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **JSON_OPTIONS, **options)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -143,6 +146,9 @@ class Database:
         self._writers: threading.Lock | None = threading.Lock() if is_sqlite(self.url) else None
         database = make_url(self.url).database if is_sqlite(self.url) else None
         self._checkpointer = _Checkpointer(database) if database and database != ":memory:" else None
+        # Reads on an event loop (SQLite only reads there) get a connection of their own per thread.
+        on_file = database is not None and database not in ("", ":memory:")
+        self._loop_reads = _LoopReads(_sqlite_engine(self.url, begin="BEGIN", pooled=False)) if on_file else None
 
     @classmethod
     def connect(cls, url: str) -> Database:
@@ -177,6 +183,10 @@ class Database:
         if within is not None:
             yield within
             return
+        if self._loop_reads is not None and _on_event_loop():
+            with self._loop_reads.connection() as connection:
+                yield connection
+            return
         with self.read_engine.connect() as connection:
             yield connection
 
@@ -209,9 +219,61 @@ class Database:
     def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._loop_reads is not None:
+            self._loop_reads.close()
         self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             self.write_engine.dispose()
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (the caller may be sync code the loop called)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _LoopReads:
+    """One read connection per event-loop thread, outside the read pool.
+
+    The hot reads on SQLite run on the event loop itself (a local file: cheaper than a hop to a
+    thread). From the pool, such a read would wait whenever threads hold all of its
+    connections, and the loop, with every request on it, would wait too (up to the pool's
+    timeout, 30 s). A loop runs one thing at a time, so one connection per loop thread serves
+    it. Each outermost use ends its read transaction, so it never holds a snapshot of the WAL.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._opened: list[Connection] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        local = self._local
+        kept: Connection | None = getattr(local, "connection", None)
+        if kept is None or kept.closed:
+            kept = local.connection = self._engine.connect()
+            with self._lock:
+                self._opened.append(kept)
+        depth: int = getattr(local, "depth", 0)
+        local.depth = depth + 1
+        try:
+            yield kept
+        finally:
+            local.depth = depth
+            if depth == 0 and kept.in_transaction():
+                kept.rollback()
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+        self._engine.dispose()
 
 
 class _Checkpointer:
