@@ -58,7 +58,9 @@ _MARK_PUBLISHED_POSTGRES = (
 
 
 def append_outbox(session: Session, event: Event, *, payload: bytes | None = None, encrypted: bool = False) -> None:
-    session.execute(
+    # On the session's Core connection (the same transaction): every decision writes one, and the
+    # session's own execute adds its ORM statement handling to a plain insert.
+    session.connection().execute(
         _INSERT_OUTBOX,
         {
             "event_id": event.id,
