@@ -34,7 +34,6 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 _LOG = cast(Table, LogRow.__table__)
 _TRACKING = cast(Table, TrackingRow.__table__)
 _INSERT_OUTBOX = insert(_OUTBOX)
-_INSERT_LOG = insert(_LOG)
 # Claiming a batch is one statement on PostgreSQL: the ids travel as one array parameter, and the
 # rows already there (events applied before) are skipped and not returned.
 _CLAIM_POSTGRES = (
